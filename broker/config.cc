@@ -1,0 +1,275 @@
+#include "broker/config.h"
+
+#include <charconv>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+namespace herald::broker {
+namespace {
+
+using proto::ErrorCode;
+using proto::make_error;
+
+struct Flag {
+    const char* name;
+    const char* arg;
+    const char* help;
+};
+
+constexpr Flag kFlags[] = {
+    {"listen", "HOST:PORT", "address to listen on (default 127.0.0.1:8080; port 0 = any free)"},
+    {"data", "DIR", "history directory (default ./herald-data)"},
+    {"history", "N", "events retained per topic (default 1000)"},
+    {"history-age", "SECONDS", "also drop events older than this (default 0 = off)"},
+    {"durability", "MODE", "sync | write | none: when a publish is acknowledged (default sync)"},
+    {"threads", "N", "event loops (default: number of cores)"},
+    {"max-body", "BYTES", "largest event data (default 1048576)"},
+    {"max-header-bytes", "BYTES", "request line + headers (default 16384)"},
+    {"max-connections", "N", "open client connections (default 16000)"},
+    {"request-timeout", "SECONDS", "time to receive a whole request (default 10)"},
+    {"idle-timeout", "SECONDS", "idle keep-alive connections are closed after (default 75)"},
+    {"heartbeat", "SECONDS", "streaming heartbeat interval (default 15)"},
+    {"sse-retry-ms", "MS", "SSE retry: hint (default 2000)"},
+    {"sse-padding", "BYTES", "initial SSE padding for buffering proxies (default 0)"},
+    {"poll-timeout", "SECONDS", "default long-poll hold time (default 25)"},
+    {"max-topics", "N", "topics per subscription (default 64)"},
+    {"subscriber-queue-bytes", "BYTES", "queued bytes per subscriber before it catches up from "
+                                        "history (default 1048576)"},
+    {"cors-origins", "LIST", "comma-separated allowed origins, or * (default: none)"},
+    {"config", "FILE", "JSON object with the same keys as these flags"},
+};
+
+bool known_flag(const std::string& name) {
+    for (const auto& f : kFlags) {
+        if (name == f.name) {
+            return true;
+        }
+    }
+    return false;
+}
+
+template <typename T> proto::Result<T> parse_number(const std::string& key, const std::string& v,
+                                                    T min, T max) {
+    T out{};
+    const char* end = v.data() + v.size();
+    auto [p, ec] = std::from_chars(v.data(), end, out);
+    if (ec != std::errc() || p != end || out < min || out > max) {
+        std::ostringstream msg;
+        msg << "--" << key << ": expected a number from " << min << " to " << max << ", got '"
+            << v << "'";
+        return make_error(ErrorCode::kInvalidArgument, msg.str());
+    }
+    return out;
+}
+
+proto::Status parse_listen(const std::string& v, Config& c) {
+    auto colon = v.rfind(':');
+    if (colon == std::string::npos || colon == 0) {
+        return make_error(ErrorCode::kInvalidArgument, "--listen: expected HOST:PORT");
+    }
+    std::string host = v.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+    }
+    auto port = parse_number<unsigned>("listen", v.substr(colon + 1), 0, 65535);
+    if (!port) {
+        return port.error();
+    }
+    c.listen_host = host;
+    c.listen_port = static_cast<std::uint16_t>(*port);
+    return proto::ok_status();
+}
+
+#define HERALD_NUM(field, type, lo, hi)                                                           \
+    do {                                                                                          \
+        auto r = parse_number<type>(key, value, lo, hi);                                          \
+        if (!r) {                                                                                 \
+            return r.error();                                                                     \
+        }                                                                                         \
+        c.field = *r;                                                                             \
+    } while (0)
+
+proto::Status apply(const std::string& key, const std::string& value, Config& c) {
+    constexpr double kDay = 86400;
+    if (key == "listen") {
+        return parse_listen(value, c);
+    } else if (key == "data") {
+        if (value.empty()) {
+            return make_error(ErrorCode::kInvalidArgument, "--data: empty path");
+        }
+        c.data_dir = value;
+    } else if (key == "history") {
+        HERALD_NUM(retention.max_events_per_topic, std::size_t, 1, 100000000);
+    } else if (key == "history-age") {
+        auto r = parse_number<std::int64_t>(key, value, 0, 100LL * 365 * 86400);
+        if (!r) {
+            return r.error();
+        }
+        c.retention.max_age_ms = *r * 1000;
+    } else if (key == "durability") {
+        if (value == "sync") {
+            c.durability = storage::Durability::kSync;
+        } else if (value == "write") {
+            c.durability = storage::Durability::kWrite;
+        } else if (value == "none") {
+            c.durability = storage::Durability::kNone;
+        } else {
+            return make_error(ErrorCode::kInvalidArgument,
+                              "--durability: expected sync, write or none");
+        }
+    } else if (key == "threads") {
+        HERALD_NUM(threads, unsigned, 1, 64);
+    } else if (key == "max-body") {
+        HERALD_NUM(max_body_bytes, std::size_t, 1, std::size_t{64} << 20);
+    } else if (key == "max-header-bytes") {
+        HERALD_NUM(max_header_bytes, std::size_t, 256, std::size_t{1} << 20);
+    } else if (key == "max-connections") {
+        HERALD_NUM(max_connections, std::size_t, 1, 10000000);
+    } else if (key == "request-timeout") {
+        HERALD_NUM(request_timeout_s, double, 0.1, kDay);
+    } else if (key == "idle-timeout") {
+        HERALD_NUM(idle_timeout_s, double, 0.1, kDay);
+    } else if (key == "heartbeat") {
+        HERALD_NUM(heartbeat_s, double, 0.1, kDay);
+    } else if (key == "sse-retry-ms") {
+        HERALD_NUM(sse_retry_ms, unsigned, 0, 86400000);
+    } else if (key == "sse-padding") {
+        HERALD_NUM(sse_padding, std::size_t, 0, 65536);
+    } else if (key == "poll-timeout") {
+        HERALD_NUM(poll_timeout_s, double, 0, 120);
+    } else if (key == "max-topics") {
+        HERALD_NUM(max_topics, std::size_t, 1, 4096);
+    } else if (key == "subscriber-queue-bytes") {
+        HERALD_NUM(subscriber_queue_bytes, std::size_t, 4096, std::size_t{1} << 30);
+    } else if (key == "cors-origins") {
+        c.cors_origins.clear();
+        std::stringstream ss(value);
+        std::string item;
+        while (std::getline(ss, item, ',')) {
+            auto b = item.find_first_not_of(" \t");
+            auto e = item.find_last_not_of(" \t");
+            if (b != std::string::npos) {
+                c.cors_origins.push_back(item.substr(b, e - b + 1));
+            }
+        }
+    } else {
+        return make_error(ErrorCode::kInvalidArgument, "unknown option --" + key);
+    }
+    return proto::ok_status();
+}
+#undef HERALD_NUM
+
+// Reads the JSON config file into flag-shaped key/value strings.
+proto::Status read_config_file(const std::string& path, std::map<std::string, std::string>& out) {
+    std::ifstream in(path);
+    if (!in) {
+        return make_error(ErrorCode::kInvalidArgument, "--config: cannot read " + path);
+    }
+    nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object()) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "--config: " + path + " is not a JSON object");
+    }
+    for (const auto& [key, v] : j.items()) {
+        if (!known_flag(key) || key == "config") {
+            return make_error(ErrorCode::kInvalidArgument, "--config: unknown key \"" + key + "\"");
+        }
+        if (v.is_string()) {
+            out[key] = v.get<std::string>();
+        } else if (v.is_number_integer() || v.is_number_unsigned()) {
+            out[key] = v.dump();
+        } else if (v.is_number_float()) {
+            std::ostringstream s;
+            s << v.get<double>();
+            out[key] = s.str();
+        } else if (v.is_array()) {
+            std::string joined;
+            for (const auto& item : v) {
+                if (!item.is_string()) {
+                    return make_error(ErrorCode::kInvalidArgument,
+                                      "--config: \"" + key + "\" must be a list of strings");
+                }
+                joined += (joined.empty() ? "" : ",") + item.get<std::string>();
+            }
+            out[key] = joined;
+        } else {
+            return make_error(ErrorCode::kInvalidArgument,
+                              "--config: \"" + key + "\" has an unsupported type");
+        }
+    }
+    return proto::ok_status();
+}
+
+}  // namespace
+
+proto::Result<Config> parse_config(int argc, const char* const* argv) {
+    Config c;
+    std::vector<std::pair<std::string, std::string>> cli;
+    std::string config_file;
+    for (int i = 1; i < argc; ++i) {
+        std::string arg = argv[i];
+        if (arg == "--help" || arg == "-h") {
+            c.show_help = true;
+            return c;
+        }
+        if (arg.rfind("--", 0) != 0) {
+            return make_error(ErrorCode::kInvalidArgument, "unexpected argument '" + arg + "'");
+        }
+        std::string key = arg.substr(2);
+        std::string value;
+        if (auto eq = key.find('='); eq != std::string::npos) {
+            value = key.substr(eq + 1);
+            key.resize(eq);
+        } else if (i + 1 < argc) {
+            value = argv[++i];
+        } else {
+            return make_error(ErrorCode::kInvalidArgument, "--" + key + " needs a value");
+        }
+        if (!known_flag(key)) {
+            return make_error(ErrorCode::kInvalidArgument, "unknown option --" + key);
+        }
+        if (key == "config") {
+            config_file = value;
+        } else {
+            cli.emplace_back(key, value);
+        }
+    }
+    std::map<std::string, std::string> from_file;
+    if (!config_file.empty()) {
+        if (auto st = read_config_file(config_file, from_file); !st) {
+            return st.error();
+        }
+    }
+    for (const auto& [k, v] : from_file) {
+        if (auto st = apply(k, v, c); !st) {
+            return st.error();
+        }
+    }
+    for (const auto& [k, v] : cli) {
+        if (auto st = apply(k, v, c); !st) {
+            return st.error();
+        }
+    }
+    if (c.threads == 0) {
+        c.threads = std::max(1u, std::thread::hardware_concurrency());
+    }
+    return c;
+}
+
+std::string config_usage() {
+    std::ostringstream out;
+    out << "Usage: herald [options]\n\nHerald: a pub/sub broker for the web (REST publish; SSE, "
+           "NDJSON streaming and long-poll subscribe; RocksDB history).\n\nOptions:\n";
+    for (const auto& f : kFlags) {
+        std::string left = std::string("  --") + f.name + " " + f.arg;
+        out << left << std::string(left.size() < 34 ? 34 - left.size() : 1, ' ') << f.help
+            << "\n";
+    }
+    out << "  --help                          this text\n";
+    return out.str();
+}
+
+}  // namespace herald::broker

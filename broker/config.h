@@ -1,0 +1,45 @@
+// Config: every tunable of a Herald process, from flags and an optional JSON file.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "proto/result.h"
+#include "storage/history_store.h"
+
+namespace herald::broker {
+
+struct Config {
+    std::string listen_host = "127.0.0.1";
+    std::uint16_t listen_port = 8080;
+    std::string data_dir = "./herald-data";
+    storage::RetentionPolicy retention;  // --history, --history-age
+    storage::Durability durability = storage::Durability::kSync;
+    unsigned threads = 0;  // 0: one per core
+
+    std::size_t max_body_bytes = 1 << 20;
+    std::size_t max_header_bytes = 16 << 10;
+    std::size_t max_connections = 16000;
+    double request_timeout_s = 10;
+    double idle_timeout_s = 75;
+    double heartbeat_s = 15;
+    unsigned sse_retry_ms = 2000;
+    std::size_t sse_padding = 0;
+    double poll_timeout_s = 25;
+    std::size_t max_topics = 64;
+    std::size_t subscriber_queue_bytes = 1 << 20;
+    std::vector<std::string> cors_origins;  // empty: none; "*": any
+
+    bool show_help = false;
+};
+
+// Parses argv (flags override keys of the --config file). On error the message is meant for
+// a human on stderr.
+proto::Result<Config> parse_config(int argc, const char* const* argv);
+
+// The --help text.
+std::string config_usage();
+
+}  // namespace herald::broker

@@ -1,0 +1,116 @@
+#include "broker/feed.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace herald::broker {
+
+namespace {
+// Events per history read. Large enough to amortise a read, small enough that one page of a
+// slow subscriber stays a small multiple of its queue limit.
+constexpr std::size_t kPageEvents = 256;
+}  // namespace
+
+Feed::Feed(LoopContext& ctx, std::vector<std::string> topics,
+           std::optional<proto::EventId> cursor, proto::WireFormat format)
+    : ctx_(ctx), topics_(std::move(topics)), cursor_(cursor), format_(format) {}
+
+Feed::~Feed() { stop(); }
+
+void Feed::stop() {
+    if (phase_ == Phase::kStopped) {
+        return;
+    }
+    phase_ = Phase::kStopped;
+    ctx_.hub().remove(this);
+    cancel_history_read();
+}
+
+void Feed::start() {
+    if (phase_ != Phase::kNew) {
+        return;
+    }
+    ctx_.hub().add(this, topics_);
+    if (!cursor_) {
+        // New events only: everything this loop has not fanned out yet is "new".
+        last_sent_ = ctx_.last_dispatched();
+        phase_ = Phase::kLive;
+        return;
+    }
+    // A cursor from the future (a wiped store, a typo) counts as "the newest event", so that
+    // new events are not skipped as already seen.
+    last_sent_ = std::min(*cursor_, ctx_.last_committed());
+    read_more();
+}
+
+void Feed::on_event(FrameCache& event) {
+    const proto::EventId id = event.event().id;
+    if (id <= last_sent_) {
+        return;
+    }
+    if (phase_ != Phase::kLive) {
+        max_missed_ = std::max(max_missed_, id);
+        return;
+    }
+    if (queued_bytes() >= ctx_.config().subscriber_queue_bytes) {
+        // Too slow for the live path: stop queueing and catch up from history once drained.
+        ctx_.metrics().catchups.add();
+        max_missed_ = id;
+        phase_ = Phase::kWaitDrain;
+        return;
+    }
+    emit(event.get(format_));
+    last_sent_ = id;
+}
+
+void Feed::on_output_drained() {
+    if (phase_ == Phase::kWaitDrain) {
+        read_more();
+    }
+}
+
+void Feed::read_more() {
+    phase_ = Phase::kReading;
+    read_history(ctx_, topics_, last_sent_, kPageEvents);
+}
+
+void Feed::on_history(proto::Result<storage::ReadResult> result) {
+    if (phase_ != Phase::kReading) {
+        return;
+    }
+    if (!result) {
+        phase_ = Phase::kWaitDrain;
+        on_feed_error(result.error());
+        return;
+    }
+    auto& r = *result;
+    if (std::exchange(first_read_, false)) {
+        for (const auto& t : r.truncated) {
+            ctx_.metrics().truncations.add();
+            emit_truncation(t);
+        }
+    }
+    for (const auto& ev : r.events) {
+        if (ev.id > last_sent_) {
+            emit(make_frame(proto::encode(ev, format_), ev.id));
+            last_sent_ = ev.id;
+        }
+    }
+    if (r.more) {
+        // Pace the replay by the client: read on only when the queue has room.
+        if (queued_bytes() >= ctx_.config().subscriber_queue_bytes / 2) {
+            phase_ = Phase::kWaitDrain;
+        } else {
+            read_more();
+        }
+        return;
+    }
+    if (r.last_id >= max_missed_) {
+        // The snapshot holds everything dropped while reading: the seam is closed.
+        phase_ = Phase::kLive;
+    } else {
+        read_more();
+    }
+}
+
+}  // namespace herald::broker

@@ -1,0 +1,90 @@
+#include "broker/loop_context.h"
+
+#include <algorithm>
+
+namespace herald::broker {
+
+LoopContext::LoopContext(unsigned index, uv_loop_t* loop, const Shared& shared,
+                         LoopMetrics& metrics)
+    : index_(index), loop_(loop), shared_(shared), metrics_(metrics) {
+    last_dispatched_ = shared_.sequencer->last_id();
+}
+
+std::uint64_t LoopContext::publish(std::string topic, std::string type, std::string data,
+                                   PublishWaiter* w) {
+    std::uint64_t cookie = next_cookie_++;
+    if (!shared_.sequencer->publish(
+            PublishRequest{std::move(topic), std::move(type), std::move(data), index_, cookie})) {
+        return 0;
+    }
+    waiters_.emplace(cookie, w);
+    return cookie;
+}
+
+void LoopContext::cancel_publish(std::uint64_t cookie) { waiters_.erase(cookie); }
+
+void LoopContext::on_commit(const CommitBatch& batch) {
+    // Fan out first: publishers get their answer in the same loop turn anyway, and a
+    // subscriber on this loop then never sees an ack before the event it acknowledges.
+    for (const auto& ev : batch.events) {
+        last_dispatched_ = ev->id;
+        hub_.dispatch(*ev);
+    }
+    for (const auto& o : batch.origins) {
+        if (o.loop != index_) {
+            continue;
+        }
+        auto it = waiters_.find(o.cookie);
+        if (it == waiters_.end()) {
+            continue;  // the publisher went away; the event is stored all the same
+        }
+        PublishWaiter* w = it->second;
+        waiters_.erase(it);
+        if (batch.error) {
+            w->on_published(*batch.error);
+        } else {
+            w->on_published(o.id);
+        }
+    }
+}
+
+void LoopContext::at_turn_end(TurnEndListener* l) {
+    if (!l->turn_end_queued_) {
+        l->turn_end_queued_ = true;
+        turn_end_.push_back(l);
+    }
+}
+
+void LoopContext::forget_turn_end(TurnEndListener* l) {
+    if (!l->turn_end_queued_) {
+        return;
+    }
+    l->turn_end_queued_ = false;
+    // Rare (a connection dying with output queued): a linear scan is fine.
+    for (auto* list : {&turn_end_, &turn_end_running_}) {
+        std::replace(list->begin(), list->end(), l, static_cast<TurnEndListener*>(nullptr));
+    }
+}
+
+void LoopContext::run_turn_end() {
+    // Listeners may queue more work (e.g. a finished response resuming a pipelined request),
+    // so run until quiet; each round is bounded by what the previous one queued.
+    for (int round = 0; round < 16 && !turn_end_.empty(); ++round) {
+        turn_end_running_.swap(turn_end_);
+        for (std::size_t i = 0; i < turn_end_running_.size(); ++i) {
+            TurnEndListener* l = turn_end_running_[i];
+            if (l == nullptr) {
+                continue;
+            }
+            l->turn_end_queued_ = false;
+            l->on_turn_end();
+        }
+        turn_end_running_.clear();
+    }
+}
+
+std::string LoopContext::render_metrics() const {
+    return broker::render_metrics(shared_.loop_metrics, *shared_.storage_metrics);
+}
+
+}  // namespace herald::broker

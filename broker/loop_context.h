@@ -1,0 +1,110 @@
+// LoopContext: what everything running on one event loop shares — the hub, the way to publish,
+// the history for catch-up reads, config, metrics, and end-of-turn work.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <unordered_map>
+#include <uv.h>
+#include <vector>
+
+#include "broker/config.h"
+#include "broker/hub.h"
+#include "broker/metrics.h"
+#include "broker/sequencer.h"
+#include "storage/history_store.h"
+
+namespace herald::broker {
+
+// Waits for one publish to be committed. Loop thread only.
+class PublishWaiter {
+public:
+    virtual ~PublishWaiter() = default;
+    // Called exactly once unless cancelled: the id, or why the event was not stored.
+    virtual void on_published(const proto::Result<proto::EventId>& result) = 0;
+};
+
+// Something with work to do once per loop turn, after all I/O callbacks of that turn ran
+// (e.g. one gathered write of everything queued on a connection).
+class TurnEndListener {
+public:
+    virtual ~TurnEndListener() = default;
+    virtual void on_turn_end() = 0;
+
+private:
+    friend class LoopContext;
+    bool turn_end_queued_ = false;
+};
+
+// Everything global a loop's code may need to see, read-only.
+struct Shared {
+    const Config* config = nullptr;
+    Sequencer* sequencer = nullptr;
+    storage::HistoryStore* store = nullptr;
+    const StorageMetrics* storage_metrics = nullptr;
+    std::vector<const LoopMetrics*> loop_metrics;  // every loop's, for /metrics
+};
+
+// One per event loop, owned by that loop's Worker. Loop thread only unless noted.
+class LoopContext {
+public:
+    LoopContext(unsigned index, uv_loop_t* loop, const Shared& shared, LoopMetrics& metrics);
+    LoopContext(const LoopContext&) = delete;
+    LoopContext& operator=(const LoopContext&) = delete;
+
+    unsigned index() const { return index_; }
+    uv_loop_t* loop() const { return loop_; }
+    Hub& hub() { return hub_; }
+    const Config& config() const { return *shared_.config; }
+    storage::HistoryStore& store() const { return *shared_.store; }
+    LoopMetrics& metrics() { return metrics_; }
+    std::uint64_t now_ms() const { return uv_now(loop_); }
+
+    // Queues a publish; `w` hears back on this loop. Returns 0 when the broker is stopping
+    // (nothing queued, `w` is never called), else a cookie for cancel_publish.
+    std::uint64_t publish(std::string topic, std::string type, std::string data,
+                          PublishWaiter* w);
+    // `w` is going away: never call it.
+    void cancel_publish(std::uint64_t cookie);
+
+    // The highest id fanned out on this loop: "now" for a subscriber without a cursor.
+    proto::EventId last_dispatched() const { return last_dispatched_; }
+    // The highest id committed anywhere (may be ahead of last_dispatched()). Any thread.
+    proto::EventId last_committed() const { return shared_.sequencer->last_id(); }
+
+    // Runs `l->on_turn_end()` once at the end of this loop turn. `l` must call
+    // forget_turn_end() if it dies before that.
+    void at_turn_end(TurnEndListener* l);
+    void forget_turn_end(TurnEndListener* l);
+
+    std::string render_metrics() const;
+
+    // Scratch space for socket reads, shared by every connection of this loop: an idle
+    // connection holds no read buffer of its own.
+    char* read_buffer() { return read_buffer_.data(); }
+    std::size_t read_buffer_size() const { return read_buffer_.size(); }
+
+    bool stopping() const { return stopping_; }
+    void set_stopping() { stopping_ = true; }
+
+    // Worker hooks (loop thread).
+    void on_commit(const CommitBatch& batch);
+    void run_turn_end();
+
+private:
+    const unsigned index_;
+    uv_loop_t* const loop_;
+    const Shared& shared_;
+    LoopMetrics& metrics_;
+    Hub hub_;
+    proto::EventId last_dispatched_ = 0;
+    std::uint64_t next_cookie_ = 1;
+    std::unordered_map<std::uint64_t, PublishWaiter*> waiters_;
+    std::vector<TurnEndListener*> turn_end_;
+    std::vector<TurnEndListener*> turn_end_running_;
+    bool stopping_ = false;
+    std::vector<char> read_buffer_ = std::vector<char>(64 * 1024);
+};
+
+}  // namespace herald::broker

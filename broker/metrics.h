@@ -1,0 +1,61 @@
+// Metrics: counters and gauges owned by one thread each, read by /metrics from any loop.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace herald::broker {
+
+// A value written by exactly one thread and read by any: a relaxed load+store instead of an
+// atomic read-modify-write keeps the hot path free of locked instructions.
+class Counter {
+public:
+    void add(std::uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+    void sub(std::uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+    std::uint64_t get() const { return v_.load(std::memory_order_relaxed); }
+
+private:
+    std::atomic<std::uint64_t> v_{0};
+};
+
+enum class TransportKind : unsigned char { kSse, kStream, kPoll, kCount };
+const char* transport_name(TransportKind t);
+
+// One event loop's metrics. Written by that loop's thread only.
+struct LoopMetrics {
+    static constexpr std::size_t kTransports = static_cast<std::size_t>(TransportKind::kCount);
+    Counter connections;           // gauge
+    Counter connections_accepted;  // total
+    Counter connections_rejected;  // at --max-connections
+    Counter accept_errors;         // accept() failures, EMFILE among them
+    Counter requests;
+    std::array<Counter, kTransports> subscribers;  // gauge
+    std::array<Counter, kTransports> delivered;    // events written to subscribers
+    Counter bytes_in;
+    Counter bytes_out;
+    Counter catchups;  // slow subscribers switched from live to history
+    Counter truncations;
+    Counter http_errors;  // 4xx/5xx answers
+};
+
+// The sequencer's metrics. Written by the storage thread only.
+struct StorageMetrics {
+    static constexpr std::array<double, 12> kBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                                        0.005,  0.01,    0.025,  0.05,  0.1,
+                                                        0.25,   1.0};
+    Counter published;  // events acknowledged
+    Counter batches;    // group commits
+    Counter errors;     // failed appends
+    std::array<Counter, kBuckets.size() + 1> append_latency_buckets;  // last: +Inf
+    Counter append_latency_sum_us;
+    void observe_append(double seconds);
+};
+
+// Renders every loop's and the storage thread's metrics in Prometheus text format.
+std::string render_metrics(const std::vector<const LoopMetrics*>& loops,
+                           const StorageMetrics& storage);
+
+}  // namespace herald::broker

@@ -1,0 +1,164 @@
+#include "broker/server.h"
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "storage/rocksdb_store.h"
+
+namespace herald::broker {
+namespace {
+
+using proto::ErrorCode;
+using proto::make_error;
+
+std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+
+// The signals the main thread waits for; blocked in every thread so only sigwait sees them.
+sigset_t stop_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    return set;
+}
+
+}  // namespace
+
+Server::Server(Config config) : config_(std::move(config)) {}
+
+Server::~Server() { stop(); }
+
+proto::Status Server::bind_sockets(std::vector<int>& fds) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    addrinfo* res = nullptr;
+    std::string port = std::to_string(config_.listen_port);
+    int gai = getaddrinfo(config_.listen_host.c_str(), port.c_str(), &hints, &res);
+    if (gai != 0 || res == nullptr) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "cannot resolve " + config_.listen_host + ": " + gai_strerror(gai));
+    }
+    sockaddr_storage addr{};
+    std::memcpy(&addr, res->ai_addr, res->ai_addrlen);
+    socklen_t addr_len = res->ai_addrlen;
+    int family = res->ai_family;
+    freeaddrinfo(res);
+
+    // One socket per loop, all bound to the same port with SO_REUSEPORT: the kernel spreads
+    // new connections over the loops, no accept lock, no hand-off between threads.
+    for (unsigned i = 0; i < config_.threads; ++i) {
+        int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            return make_error(ErrorCode::kInternal, errno_text("socket"));
+        }
+        fds.push_back(fd);
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+            return make_error(ErrorCode::kInternal, errno_text("SO_REUSEPORT"));
+        }
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), addr_len) != 0) {
+            return make_error(ErrorCode::kInvalidArgument,
+                              errno_text(("bind " + config_.listen_host + ":" + port).c_str()));
+        }
+        if (i == 0 && config_.listen_port == 0) {
+            // Port 0: the first bind picked a port; the other loops join that one.
+            getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &addr_len);
+            config_.listen_port = ntohs(family == AF_INET6
+                                            ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
+                                            : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+            port = std::to_string(config_.listen_port);
+        }
+    }
+    return proto::ok_status();
+}
+
+proto::Status Server::start() {
+    // A peer that closes while we write must not kill the process.
+    std::signal(SIGPIPE, SIG_IGN);
+    sigset_t set = stop_signals();
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+    auto store = storage::open_rocksdb_store(config_.data_dir, config_.retention);
+    if (!store) {
+        return store.error();
+    }
+    store_ = std::move(store).value();
+    sequencer_ = std::make_unique<Sequencer>(*store_, config_.durability,
+                                             config_.retention.max_age_ms, storage_metrics_);
+    std::vector<int> fds;
+    if (auto st = bind_sockets(fds); !st) {
+        for (int fd : fds) {
+            ::close(fd);
+        }
+        return st;
+    }
+    shared_.config = &config_;
+    shared_.sequencer = sequencer_.get();
+    shared_.store = store_.get();
+    shared_.storage_metrics = &storage_metrics_;
+    for (unsigned i = 0; i < config_.threads; ++i) {
+        workers_.push_back(std::make_unique<Worker>(i, shared_, open_connections_));
+        shared_.loop_metrics.push_back(&workers_.back()->metrics());
+        sequencer_->add_listener(workers_.back().get());
+    }
+    for (unsigned i = 0; i < config_.threads; ++i) {
+        if (int rc = workers_[i]->listen_on(fds[i]); rc != 0) {
+            return make_error(ErrorCode::kInternal, std::string("listen: ") + uv_strerror(rc));
+        }
+    }
+    sequencer_->start();
+    for (auto& w : workers_) {
+        w->start();
+    }
+    started_ = true;
+    std::string host = config_.listen_host.find(':') != std::string::npos
+                           ? "[" + config_.listen_host + "]"
+                           : config_.listen_host;
+    std::printf("herald listening on http://%s:%u (%u threads, data in %s, last id %llu)\n",
+                host.c_str(), config_.listen_port, config_.threads, config_.data_dir.c_str(),
+                static_cast<unsigned long long>(store_->last_id()));
+    std::fflush(stdout);
+    return proto::ok_status();
+}
+
+void Server::run() {
+    sigset_t set = stop_signals();
+    int sig = 0;
+    sigwait(&set, &sig);
+    std::printf("herald: %s received, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    std::fflush(stdout);
+    stop();
+}
+
+void Server::stop() {
+    if (!started_) {
+        return;
+    }
+    started_ = false;
+    // Loops first (they still need the sequencer to answer publishes in flight), then the
+    // sequencer, which commits what is queued and flushes the history.
+    for (auto& w : workers_) {
+        w->request_stop();
+    }
+    for (auto& w : workers_) {
+        w->join();
+    }
+    sequencer_->stop();
+    workers_.clear();
+    sequencer_.reset();
+    store_.reset();
+    std::printf("herald: stopped\n");
+    std::fflush(stdout);
+}
+
+}  // namespace herald::broker

@@ -1,0 +1,47 @@
+// Server: the process — history store, sequencer, one Worker per thread, signals, shutdown.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "broker/config.h"
+#include "broker/loop_context.h"
+#include "broker/metrics.h"
+#include "broker/sequencer.h"
+#include "broker/server_worker.h"
+#include "proto/result.h"
+#include "storage/history_store.h"
+
+namespace herald::broker {
+
+// Main thread only. start() once, then run() until SIGTERM/SIGINT.
+class Server {
+public:
+    explicit Server(Config config);
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    // Opens the history, binds the listening sockets and starts every thread. Prints the
+    // "listening on" line when ready.
+    proto::Status start();
+    // Blocks until SIGTERM or SIGINT, then stops gracefully: new connections are refused,
+    // open streams end cleanly, queued publishes are committed, the history is flushed.
+    void run();
+
+private:
+    proto::Status bind_sockets(std::vector<int>& fds);
+    void stop();
+
+    Config config_;
+    std::unique_ptr<storage::HistoryStore> store_;
+    StorageMetrics storage_metrics_;
+    std::unique_ptr<Sequencer> sequencer_;
+    Shared shared_;
+    std::atomic<std::size_t> open_connections_{0};
+    std::vector<std::unique_ptr<Worker>> workers_;
+    bool started_ = false;
+};
+
+}  // namespace herald::broker

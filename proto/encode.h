@@ -1,0 +1,58 @@
+// Wire encoders: the bytes of one event (or control message) in each wire format.
+// Pure functions; the fan-out path calls each at most once per event per format per loop.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "proto/event.h"
+
+namespace herald::proto {
+
+// Formats a subscriber can receive. Each has its own encoding of an event.
+enum class WireFormat : unsigned char {
+    kSse = 0,     // text/event-stream frame
+    kNdjson = 1,  // one JSON object + "\n"
+    kPollJson = 2,  // one JSON object, no newline (an element of the long-poll "events" array)
+    kCount = 3,
+};
+
+// Appends `s` as a JSON string literal (with quotes). `s` must be valid UTF-8; control
+// characters, '"' and '\\' are escaped, everything else is copied as is.
+void append_json_string(std::string& out, std::string_view s);
+
+// {"id":"12","topic":"a/b","type":"t","data":"..."} ("type" omitted when empty).
+std::string encode_event_json(const Event& ev);
+
+// SSE frame (WHATWG HTML, "Server-sent events"): "id: 12\n", "event: t\n" only when a type
+// was given, one "data: " line per line of data (a CR LF, a lone CR and a lone LF each end a
+// line, as an EventSource parser would split them), then a blank line. Empty data is one
+// "data: " line, so the event is still dispatched.
+std::string encode_sse(const Event& ev);
+
+// NDJSON line: encode_event_json(ev) + "\n".
+std::string encode_ndjson(const Event& ev);
+
+// Encodes for a wire format (kPollJson = encode_event_json).
+std::string encode(const Event& ev, WireFormat format);
+
+// The documented truncation signal: the subscriber's cursor `since` is older than the
+// retained history of `topic`, so events in between are gone. `oldest` is the oldest id
+// still retained in the topic (0 when none is retained).
+struct Truncation {
+    std::string topic;
+    EventId since = 0;
+    EventId oldest = 0;
+};
+
+// {"topic":"a","since":"5","oldest":"42"} ("oldest":null when 0).
+std::string encode_truncation_json(const Truncation& t);
+
+// SSE: "event: herald.truncated\ndata: <json>\n\n". It carries no id: field so a browser's
+// Last-Event-ID is unchanged by it.
+std::string encode_truncation_sse(const Truncation& t);
+
+// NDJSON: {"control":"truncated","topic":...,"since":...,"oldest":...}\n
+std::string encode_truncation_ndjson(const Truncation& t);
+
+}  // namespace herald::proto

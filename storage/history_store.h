@@ -1,0 +1,64 @@
+// HistoryStore: the narrow seam between the broker and durable event history.
+// RocksDB is the implementation today (rocksdb_store.h); no storage engine type leaves storage/.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "proto/encode.h"
+#include "proto/event.h"
+#include "proto/result.h"
+
+namespace herald::storage {
+
+struct RetentionPolicy {
+    std::size_t max_events_per_topic = 1000;  // >= 1
+    std::int64_t max_age_ms = 0;              // 0: no age limit
+};
+
+// How far an append must get before it counts as done.
+enum class Durability {
+    kSync,   // write-ahead log fsynced: survives power loss (the default)
+    kWrite,  // WAL written to the OS, not fsynced: survives a crash of the process, not of the OS
+    kNone,   // no WAL: an acknowledged event may be lost on any crash
+};
+
+struct ReadResult {
+    std::vector<proto::Event> events;  // ascending id, merged across the topics asked
+    bool more = false;                 // the limit was reached: events with higher ids exist
+    // Topics whose retained history no longer reaches back to `after` (events with ids in
+    // (after, trimmed] were deleted by retention). Never reported for after == 0.
+    std::vector<proto::Truncation> truncated;
+    proto::EventId last_id = 0;  // the store's last_id() as of the read's snapshot
+};
+
+class HistoryStore {
+public:
+    virtual ~HistoryStore() = default;
+
+    // The highest id ever appended (0 for a new store). Ids below it are never reused, even
+    // once retention deleted their events. Thread-safe.
+    virtual proto::EventId last_id() const = 0;
+
+    // Appends a batch atomically (all or nothing) with one WAL write, then applies retention
+    // to the topics it touched. Ids must be strictly increasing and greater than last_id().
+    // Single writer: only one thread may call append / trim_expired.
+    virtual proto::Status append(std::span<const proto::Event> batch, Durability durability) = 0;
+
+    // Deletes events older than the age limit (no-op without one). Writer thread only.
+    virtual proto::Status trim_expired(std::int64_t now_ms) = 0;
+
+    // Events of `topics` with id > after, ascending, at most `limit` (>= 1), read from one
+    // consistent snapshot. Any thread, concurrently with append.
+    virtual proto::Result<ReadResult> read(std::span<const std::string> topics,
+                                           proto::EventId after, std::size_t limit) const = 0;
+
+    // Makes everything appended so far durable (fsync of the WAL). Writer thread only.
+    virtual proto::Status flush() = 0;
+};
+
+}  // namespace herald::storage

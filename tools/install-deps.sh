@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs everything Herald needs to build and test on Debian 12, from Debian's own packages.
+# Idempotent: packages already present are skipped by apt. Needs root (or sudo).
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake pkg-config
+  libuv1-dev node-llhttp nlohmann-json3-dev librocksdb-dev libssl-dev doctest-dev
+  libnghttp2-dev libwslay-dev
+  curl python3 python3-pytest ca-certificates procps
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

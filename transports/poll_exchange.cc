@@ -1,0 +1,140 @@
+#include "transports/poll_exchange.h"
+
+#include <algorithm>
+
+namespace herald::transports {
+
+PollExchange::PollExchange(broker::LoopContext& ctx, ResponseSink& sink,
+                           std::vector<std::string> topics, std::optional<proto::EventId> cursor,
+                           Options options, HeaderList headers)
+    : ctx_(ctx), sink_(sink), topics_(std::move(topics)), requested_(cursor), options_(options),
+      headers_(std::move(headers)) {
+    ctx_.metrics().subscribers[static_cast<std::size_t>(broker::TransportKind::kPoll)].add();
+}
+
+PollExchange::~PollExchange() {
+    ctx_.hub().remove(this);
+    ctx_.forget_turn_end(this);
+    ctx_.metrics().subscribers[static_cast<std::size_t>(broker::TransportKind::kPoll)].sub();
+}
+
+void PollExchange::start() {
+    deadline_ms_ = ctx_.now_ms() + static_cast<std::uint64_t>(options_.timeout_s * 1000);
+    // Join the hub before reading, so an event committed after the read's snapshot still
+    // reaches us live: no gap between history and live.
+    ctx_.hub().add(this, topics_);
+    if (!requested_) {
+        // No cursor: only events from now on. last_id then tells the client where "now" was.
+        cursor_ = ctx_.last_dispatched();
+        return;
+    }
+    cursor_ = std::min(*requested_, ctx_.last_committed());
+    read_history(ctx_, topics_, cursor_, options_.limit);
+}
+
+void PollExchange::on_history(proto::Result<storage::ReadResult> result) {
+    if (answered_) {
+        return;
+    }
+    if (!result) {
+        answered_ = true;
+        ctx_.hub().remove(this);
+        HeaderList h = std::move(headers_);
+        std::string body = "{\"error\":";
+        proto::append_json_string(body, "history read failed: " + result.error().detail);
+        body += '}';
+        h.emplace_back("Content-Type", "application/json");
+        sink_.start(500, h, body.size());
+        sink_.write(broker::make_frame(std::move(body)));
+        sink_.finish();
+        return;
+    }
+    truncated_ = std::move(result->truncated);
+    if (!result->events.empty()) {
+        // History wins: live events held meanwhile are newer or the same; the next poll
+        // fetches whatever did not fit.
+        events_.clear();
+        for (const auto& ev : result->events) {
+            events_.push_back(
+                broker::make_frame(proto::encode(ev, proto::WireFormat::kPollJson), ev.id));
+        }
+    }
+    if (!events_.empty() || !truncated_.empty()) {
+        respond();
+    }
+}
+
+void PollExchange::on_event(broker::FrameCache& event) {
+    const auto id = event.event().id;
+    if (answered_ || id <= cursor_ || events_.size() >= options_.limit) {
+        return;
+    }
+    if (!events_.empty() && id <= events_.back()->id) {
+        return;
+    }
+    events_.push_back(event.get(proto::WireFormat::kPollJson));
+    if (!history_read_in_flight()) {
+        // Answer at the end of this turn, so events committed together leave together.
+        ctx_.at_turn_end(this);
+    }
+}
+
+void PollExchange::on_turn_end() {
+    if (!events_.empty()) {
+        respond();
+    }
+}
+
+void PollExchange::on_tick(std::uint64_t now_ms) {
+    if (!answered_ && now_ms >= deadline_ms_) {
+        respond();
+    }
+}
+
+void PollExchange::respond() {
+    if (answered_) {
+        return;
+    }
+    answered_ = true;
+    cancel_history_read();
+    ctx_.hub().remove(this);
+    proto::EventId last = events_.empty() ? cursor_ : events_.back()->id;
+    std::string body;
+    std::size_t size = 64;
+    for (const auto& f : events_) {
+        size += f->bytes.size() + 1;
+    }
+    body.reserve(size);
+    body += "{\"events\":[";
+    for (std::size_t i = 0; i < events_.size(); ++i) {
+        if (i != 0) {
+            body += ',';
+        }
+        body += events_[i]->bytes;
+    }
+    body += "],\"last_id\":\"";
+    body += proto::format_event_id(last);
+    body += '"';
+    if (!truncated_.empty()) {
+        body += ",\"truncated\":[";
+        for (std::size_t i = 0; i < truncated_.size(); ++i) {
+            if (i != 0) {
+                body += ',';
+            }
+            body += proto::encode_truncation_json(truncated_[i]);
+        }
+        body += ']';
+        ctx_.metrics().truncations.add(truncated_.size());
+    }
+    body += "}";
+    ctx_.metrics().delivered[static_cast<std::size_t>(broker::TransportKind::kPoll)].add(
+        events_.size());
+    HeaderList h = std::move(headers_);
+    h.emplace_back("Content-Type", "application/json");
+    h.emplace_back("Cache-Control", "no-cache");
+    sink_.start(200, h, body.size());
+    sink_.write(broker::make_frame(std::move(body)));
+    sink_.finish();
+}
+
+}  // namespace herald::transports

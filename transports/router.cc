@@ -1,0 +1,346 @@
+#include "transports/router.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string_view>
+
+#include "proto/encode.h"
+#include "proto/validate.h"
+#include "transports/poll_exchange.h"
+#include "transports/stream_exchange.h"
+
+namespace herald::transports {
+namespace {
+
+using proto::EventId;
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+    return s.substr(0, prefix.size()) == prefix;
+}
+
+bool contains_token(const std::string* header, std::string_view token) {
+    if (header == nullptr) {
+        return false;
+    }
+    std::string_view h = *header;
+    while (!h.empty()) {
+        auto comma = h.find(',');
+        std::string_view item = h.substr(0, comma);
+        h = comma == std::string_view::npos ? std::string_view{} : h.substr(comma + 1);
+        while (!item.empty() && item.front() == ' ') {
+            item.remove_prefix(1);
+        }
+        item = item.substr(0, item.find(';'));
+        while (!item.empty() && item.back() == ' ') {
+            item.remove_suffix(1);
+        }
+        if (item.size() == token.size() &&
+            strncasecmp(item.data(), token.data(), token.size()) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// CORS headers for this request's Origin, if it is allowed (none without --cors-origins).
+HeaderList cors_headers(const broker::Config& cfg, const HttpRequest& req) {
+    HeaderList h;
+    const std::string* origin = req.header("origin");
+    if (origin == nullptr || cfg.cors_origins.empty()) {
+        return h;
+    }
+    bool any = std::find(cfg.cors_origins.begin(), cfg.cors_origins.end(), "*") !=
+               cfg.cors_origins.end();
+    bool listed = std::find(cfg.cors_origins.begin(), cfg.cors_origins.end(), *origin) !=
+                  cfg.cors_origins.end();
+    if (!any && !listed) {
+        return h;
+    }
+    h.emplace_back("Access-Control-Allow-Origin", any ? "*" : *origin);
+    if (!any) {
+        h.emplace_back("Vary", "Origin");
+    }
+    return h;
+}
+
+class PublishExchange final : public Exchange, public broker::PublishWaiter {
+public:
+    PublishExchange(broker::LoopContext& ctx, ResponseSink& sink, std::string topic,
+                    HeaderList headers)
+        : ctx_(ctx), sink_(sink), topic_(std::move(topic)), headers_(std::move(headers)) {}
+    ~PublishExchange() override {
+        if (cookie_ != 0) {
+            ctx_.cancel_publish(cookie_);
+        }
+    }
+    bool begin(std::string type, std::string data) {
+        cookie_ = ctx_.publish(topic_, std::move(type), std::move(data), this);
+        return cookie_ != 0;
+    }
+    void on_published(const proto::Result<EventId>& r) override {
+        cookie_ = 0;
+        if (!r) {
+            send_error(sink_, 500, "event not stored: " + r.error().detail, headers_);
+            return;
+        }
+        std::string body = "{\"id\":\"" + proto::format_event_id(*r) + "\",\"topic\":";
+        proto::append_json_string(body, topic_);
+        body += '}';
+        send_json(sink_, 201, body, headers_);
+    }
+    // The event is already queued for the store: answer once it is there, then close.
+    void on_shutdown() override {}
+
+private:
+    broker::LoopContext& ctx_;
+    ResponseSink& sink_;
+    std::string topic_;
+    HeaderList headers_;
+    std::uint64_t cookie_ = 0;
+};
+
+std::unique_ptr<Exchange> publish(broker::LoopContext& ctx, HttpRequest& req,
+                                  ResponseSink& sink, std::string topic, HeaderList headers) {
+    std::string type;
+    if (const auto* t = req.query_param("type")) {
+        if (auto st = proto::validate_type(*t); !st) {
+            send_error(sink, 400, "bad type: " + st.error().detail, std::move(headers));
+            return nullptr;
+        }
+        type = *t;
+    }
+    if (!proto::is_valid_utf8(req.body)) {
+        send_error(sink, 400, "event data is not valid UTF-8", std::move(headers));
+        return nullptr;
+    }
+    if (ctx.stopping()) {
+        send_error(sink, 503, "shutting down", std::move(headers));
+        return nullptr;
+    }
+    auto ex = std::make_unique<PublishExchange>(ctx, sink, std::move(topic), headers);
+    if (!ex->begin(std::move(type), std::move(req.body))) {
+        send_error(sink, 503, "shutting down", std::move(headers));
+        return nullptr;
+    }
+    return ex;
+}
+
+// Which transport a subscription asked for.
+enum class Kind { kSse, kStream, kPoll };
+
+std::unique_ptr<Exchange> subscribe(broker::LoopContext& ctx, HttpRequest& req,
+                                    ResponseSink& sink, std::vector<std::string> topics,
+                                    HeaderList headers) {
+    const auto& cfg = ctx.config();
+    if (topics.empty()) {
+        send_error(sink, 400, "no topic given (use ?topic=NAME)", std::move(headers));
+        return nullptr;
+    }
+    // Duplicates would deliver every event twice.
+    std::sort(topics.begin(), topics.end());
+    topics.erase(std::unique(topics.begin(), topics.end()), topics.end());
+    if (topics.size() > cfg.max_topics) {
+        send_error(sink, 400, "too many topics (at most " + std::to_string(cfg.max_topics) + ")",
+                   std::move(headers));
+        return nullptr;
+    }
+    for (const auto& t : topics) {
+        if (auto st = proto::validate_topic(t); !st) {
+            send_error(sink, 400, "bad topic: " + st.error().detail, std::move(headers));
+            return nullptr;
+        }
+    }
+
+    Kind kind = Kind::kPoll;
+    if (const auto* t = req.query_param("transport")) {
+        if (*t == "sse") {
+            kind = Kind::kSse;
+        } else if (*t == "stream") {
+            kind = Kind::kStream;
+        } else if (*t == "poll") {
+            kind = Kind::kPoll;
+        } else {
+            send_error(sink, 400, "bad transport (sse, stream or poll)", std::move(headers));
+            return nullptr;
+        }
+    } else if (contains_token(req.header("accept"), "text/event-stream")) {
+        kind = Kind::kSse;
+    } else if (contains_token(req.header("accept"), "application/x-ndjson")) {
+        kind = Kind::kStream;
+    }
+
+    // Last-Event-ID wins over ?since=: an EventSource reconnecting keeps its URL.
+    std::optional<EventId> cursor;
+    const std::string* cursor_text = req.header("last-event-id");
+    if (cursor_text == nullptr || cursor_text->empty()) {
+        cursor_text = req.query_param("since");
+    }
+    if (cursor_text != nullptr) {
+        auto id = proto::parse_event_id(*cursor_text);
+        if (!id) {
+            send_error(sink, 400, "bad cursor: " + id.error().detail, std::move(headers));
+            return nullptr;
+        }
+        cursor = *id;
+    }
+    if (ctx.stopping()) {
+        send_error(sink, 503, "shutting down", std::move(headers));
+        return nullptr;
+    }
+
+    if (kind == Kind::kPoll) {
+        PollExchange::Options o;
+        o.timeout_s = cfg.poll_timeout_s;
+        o.limit = 100;
+        if (const auto* v = req.query_param("timeout")) {
+            char* end = nullptr;
+            double t = std::strtod(v->c_str(), &end);
+            if (v->empty() || *end != '\0' || !(t >= 0 && t <= 120)) {
+                send_error(sink, 400, "bad timeout (0 to 120 seconds)", std::move(headers));
+                return nullptr;
+            }
+            o.timeout_s = t;
+        }
+        if (const auto* v = req.query_param("limit")) {
+            char* end = nullptr;
+            long n = std::strtol(v->c_str(), &end, 10);
+            if (v->empty() || *end != '\0' || n < 1 || n > 1000) {
+                send_error(sink, 400, "bad limit (1 to 1000)", std::move(headers));
+                return nullptr;
+            }
+            o.limit = static_cast<std::size_t>(n);
+        }
+        auto ex = std::make_unique<PollExchange>(ctx, sink, std::move(topics), cursor, o,
+                                                 std::move(headers));
+        ex->start();
+        return ex;
+    }
+
+    std::size_t pad = cfg.sse_padding;
+    if (const auto* v = req.query_param("pad")) {
+        char* end = nullptr;
+        long n = std::strtol(v->c_str(), &end, 10);
+        if (v->empty() || *end != '\0' || n < 0 || n > 65536) {
+            send_error(sink, 400, "bad pad (0 to 65536)", std::move(headers));
+            return nullptr;
+        }
+        pad = static_cast<std::size_t>(n);
+    }
+    auto ex = std::make_unique<StreamExchange>(
+        ctx, sink, std::move(topics), cursor,
+        kind == Kind::kSse ? StreamExchange::Format::kSse : StreamExchange::Format::kNdjson,
+        pad, std::move(headers));
+    ex->start();
+    return ex;
+}
+
+}  // namespace
+
+const char* reason_phrase(int status) {
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+void send_json(ResponseSink& sink, int status, const std::string& body, HeaderList headers) {
+    headers.emplace_back("Content-Type", "application/json");
+    headers.emplace_back("Cache-Control", "no-store");
+    sink.start(status, headers, body.size());
+    sink.write(broker::make_frame(body));
+    sink.finish();
+}
+
+void send_error(ResponseSink& sink, int status, const std::string& message, HeaderList headers) {
+    std::string body = "{\"error\":";
+    proto::append_json_string(body, message);
+    body += "}";
+    send_json(sink, status, body, std::move(headers));
+}
+
+std::unique_ptr<Exchange> handle_request(broker::LoopContext& ctx, HttpRequest& req,
+                                         ResponseSink& sink) {
+    const auto& cfg = ctx.config();
+    HeaderList headers = cors_headers(cfg, req);
+    const std::string& m = req.method;
+    const std::string& path = req.path;
+
+    if (m == "OPTIONS") {
+        // CORS preflight, or a plain OPTIONS: say what is allowed.
+        HeaderList h = headers;
+        if (!h.empty()) {
+            h.emplace_back("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+            h.emplace_back("Access-Control-Allow-Headers",
+                           "Content-Type, Last-Event-ID, Accept, Cache-Control");
+            h.emplace_back("Access-Control-Max-Age", "86400");
+        }
+        h.emplace_back("Allow", "GET, POST, OPTIONS");
+        sink.start(204, h, 0);
+        sink.finish();
+        return nullptr;
+    }
+
+    auto method_not_allowed = [&](const char* allow) {
+        HeaderList h = headers;
+        h.emplace_back("Allow", allow);
+        send_error(sink, 405, "method " + m + " not allowed here", h);
+        return nullptr;
+    };
+
+    if (path == "/healthz") {
+        if (m != "GET" && m != "HEAD") {
+            return method_not_allowed("GET, HEAD");
+        }
+        send_json(sink, ctx.stopping() ? 503 : 200,
+                  ctx.stopping() ? "{\"status\":\"stopping\"}" : "{\"status\":\"ok\"}", headers);
+        return nullptr;
+    }
+    if (path == "/metrics") {
+        if (m != "GET" && m != "HEAD") {
+            return method_not_allowed("GET, HEAD");
+        }
+        std::string text = ctx.render_metrics();
+        headers.emplace_back("Content-Type", "text/plain; version=0.0.4");
+        sink.start(200, headers, text.size());
+        sink.write(broker::make_frame(std::move(text)));
+        sink.finish();
+        return nullptr;
+    }
+    if (starts_with(path, "/topics/")) {
+        std::string topic = path.substr(std::strlen("/topics/"));
+        if (m == "POST") {
+            if (auto st = proto::validate_topic(topic); !st) {
+                send_error(sink, 400, "bad topic: " + st.error().detail, headers);
+                return nullptr;
+            }
+            return publish(ctx, req, sink, std::move(topic), std::move(headers));
+        }
+        if (m == "GET") {
+            return subscribe(ctx, req, sink, {std::move(topic)}, std::move(headers));
+        }
+        return method_not_allowed("GET, POST, OPTIONS");
+    }
+    if (path == "/subscribe") {
+        if (m != "GET") {
+            return method_not_allowed("GET, OPTIONS");
+        }
+        return subscribe(ctx, req, sink, req.query_all("topic"), std::move(headers));
+    }
+    send_error(sink, 404, "no such path: " + path, headers);
+    return nullptr;
+}
+
+}  // namespace herald::transports

@@ -1,0 +1,103 @@
+#include "transports/stream_exchange.h"
+
+#include <cstdio>
+
+namespace herald::transports {
+namespace {
+
+const broker::FramePtr& sse_heartbeat() {
+    static const broker::FramePtr f = broker::make_frame(": heartbeat\n\n");
+    return f;
+}
+
+const broker::FramePtr& ndjson_heartbeat() {
+    static const broker::FramePtr f = broker::make_frame("\n");
+    return f;
+}
+
+}  // namespace
+
+StreamExchange::StreamExchange(broker::LoopContext& ctx, ResponseSink& sink,
+                               std::vector<std::string> topics,
+                               std::optional<proto::EventId> cursor, Format format,
+                               std::size_t sse_padding, HeaderList headers)
+    : Feed(ctx, std::move(topics), cursor,
+           format == Format::kSse ? proto::WireFormat::kSse : proto::WireFormat::kNdjson),
+      sink_(sink), format_(format), padding_(sse_padding), headers_(std::move(headers)) {
+    ctx_.metrics().subscribers[static_cast<std::size_t>(kind())].add();
+}
+
+StreamExchange::~StreamExchange() {
+    stop();
+    ctx_.metrics().subscribers[static_cast<std::size_t>(kind())].sub();
+}
+
+void StreamExchange::start() {
+    HeaderList h = std::move(headers_);
+    if (format_ == Format::kSse) {
+        h.emplace_back("Content-Type", "text/event-stream; charset=utf-8");
+    } else {
+        h.emplace_back("Content-Type", "application/x-ndjson");
+    }
+    h.emplace_back("Cache-Control", "no-cache");
+    // nginx buffers proxied responses unless told not to; this header tells it per response.
+    h.emplace_back("X-Accel-Buffering", "no");
+    sink_.start(200, h, std::nullopt);
+    if (format_ == Format::kSse) {
+        std::string pre;
+        if (padding_ > 0) {
+            // A comment line of `padding_` bytes: proxies that buffer the first N bytes of a
+            // response pass the stream on at once.
+            pre.reserve(padding_ + 32);
+            pre += ':';
+            pre.append(padding_ > 2 ? padding_ - 2 : 0, ' ');
+            pre += '\n';
+        }
+        char retry[48];
+        std::snprintf(retry, sizeof retry, "retry: %u\n\n", ctx_.config().sse_retry_ms);
+        pre += retry;
+        sink_.write(broker::make_frame(std::move(pre)));
+    }
+    last_write_ms_ = ctx_.now_ms();
+    Feed::start();
+}
+
+void StreamExchange::emit(const broker::FramePtr& frame) {
+    sink_.write(frame);
+    last_write_ms_ = ctx_.now_ms();
+    ctx_.metrics().delivered[static_cast<std::size_t>(kind())].add();
+}
+
+void StreamExchange::emit_truncation(const proto::Truncation& t) {
+    sink_.write(broker::make_frame(format_ == Format::kSse ? proto::encode_truncation_sse(t)
+                                                           : proto::encode_truncation_ndjson(t)));
+    last_write_ms_ = ctx_.now_ms();
+}
+
+void StreamExchange::on_feed_error(const proto::Error& error) {
+    std::fprintf(stderr, "herald: history read failed: %s\n", error.detail.c_str());
+    // Ending the stream makes the client reconnect with its last id: nothing is skipped.
+    on_shutdown();
+}
+
+void StreamExchange::on_tick(std::uint64_t now_ms) {
+    if (ended_) {
+        return;
+    }
+    const auto interval = static_cast<std::uint64_t>(ctx_.config().heartbeat_s * 1000);
+    if (now_ms - last_write_ms_ >= interval) {
+        sink_.write(format_ == Format::kSse ? sse_heartbeat() : ndjson_heartbeat());
+        last_write_ms_ = now_ms;
+    }
+}
+
+void StreamExchange::on_shutdown() {
+    if (ended_) {
+        return;
+    }
+    ended_ = true;
+    stop();
+    sink_.finish();
+}
+
+}  // namespace herald::transports

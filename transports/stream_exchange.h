@@ -1,0 +1,51 @@
+// StreamExchange: an endless response carrying a Feed — Server-Sent Events or NDJSON lines.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "broker/feed.h"
+#include "transports/http_message.h"
+
+namespace herald::transports {
+
+// Owned by the connection or stream that received the subscribe request; lives until the
+// peer goes away or the broker stops. Loop thread only.
+class StreamExchange final : public Exchange, public broker::Feed {
+public:
+    enum class Format { kSse, kNdjson };
+
+    StreamExchange(broker::LoopContext& ctx, ResponseSink& sink, std::vector<std::string> topics,
+                   std::optional<proto::EventId> cursor, Format format, std::size_t sse_padding,
+                   HeaderList headers);
+    ~StreamExchange() override;
+
+    // Sends the response head (and SSE preamble) and starts the feed.
+    void start();
+
+    void on_drained() override { on_output_drained(); }
+    void on_tick(std::uint64_t now_ms) override;
+    void on_shutdown() override;
+
+private:
+    void emit(const broker::FramePtr& frame) override;
+    void emit_truncation(const proto::Truncation& t) override;
+    std::size_t queued_bytes() const override { return sink_.queued_bytes(); }
+    void on_feed_error(const proto::Error& error) override;
+    broker::TransportKind kind() const {
+        return format_ == Format::kSse ? broker::TransportKind::kSse
+                                       : broker::TransportKind::kStream;
+    }
+
+    ResponseSink& sink_;
+    const Format format_;
+    const std::size_t padding_;
+    HeaderList headers_;
+    std::uint64_t last_write_ms_ = 0;
+    bool ended_ = false;
+};
+
+}  // namespace herald::transports
