@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Installs everything Herald needs to build and test on Debian 12, from Debian's own packages.
-# Idempotent: packages already present are skipped by apt. Needs root (or sudo).
+# Installs what Herald needs on Debian 12, from Debian's own packages: to build and run it, and
+# with --test also what the test suite drives it with (real clients: curl, Python, Chromium).
+# Idempotent: packages already present are skipped. Needs root (or sudo).
 set -euo pipefail
 
 pkgs=(
   build-essential cmake pkg-config
   libuv1-dev node-llhttp nlohmann-json3-dev librocksdb-dev libssl-dev doctest-dev
   libnghttp2-dev libwslay-dev
-  curl python3 python3-pytest ca-certificates procps
 )
+if [ "${1:-}" = "--test" ]; then
+  pkgs+=(curl python3 python3-pytest ca-certificates procps chromium nodejs)
+  # NodeSource's nodejs bundles npm; Debian's does not.
+  command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do

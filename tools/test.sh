@@ -3,7 +3,8 @@
 # HERALD_SANITIZE=address,undefined builds with sanitizers (in build-asan/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tools/install-deps.sh
+bash tools/install-deps.sh --test
+npm ci --prefix tests/browser --no-audit --no-fund
 build=build
 args=(-DCMAKE_BUILD_TYPE=Release -DHERALD_WERROR=ON)
 if [ -n "${HERALD_SANITIZE:-}" ]; then

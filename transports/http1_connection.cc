@@ -201,6 +201,13 @@ int Http1Connection::on_header_field(const char* at, std::size_t len) {
         in_value_ = false;
     }
     req_->headers.back().first.append(at, len);
+    // RFC 9112, 5.1: whitespace between a field name and the colon MUST be rejected (it
+    // is a request-smuggling vector between proxies that disagree on it); llhttp 8 lets it by.
+    if (std::memchr(at, ' ', len) != nullptr || std::memchr(at, '\t', len) != nullptr) {
+        parse_error_status_ = 400;
+        parse_error_ = "whitespace in a header field name";
+        return -1;
+    }
     return 0;
 }
 
