@@ -1,0 +1,179 @@
+"""Long-poll: immediate answers, holding, timeout, limit, and consecutive polls by last_id."""
+
+import threading
+import time
+
+import pytest
+
+from harness import Publisher, assert_json_error
+
+
+def test_answers_at_once_when_events_exist(broker):
+    ids = [broker.publish("lp", f"m{i}") for i in range(3)]
+    t0 = time.monotonic()
+    body = broker.poll_json("lp", since=0, timeout=10)
+    assert time.monotonic() - t0 < 1.5, "must not hold when events exist"
+    assert [e["id"] for e in body["events"]] == ids
+    assert body["events"][0] == {"id": ids[0], "topic": "lp", "data": "m0"}
+    assert body["last_id"] == ids[-1]
+
+
+def test_holds_then_answers_empty_after_timeout_with_cursor_as_last_id(broker):
+    ids = [broker.publish("lp", f"m{i}") for i in range(2)]
+    t0 = time.monotonic()
+    body = broker.poll_json("lp", since=ids[-1], timeout=1)
+    elapsed = time.monotonic() - t0
+    assert 0.8 <= elapsed <= 3.0, f"held {elapsed:.2f} s for ?timeout=1"
+    assert body["events"] == []
+    assert body["last_id"] == ids[-1]
+
+
+def test_poll_without_cursor_times_out_with_newest_id_usable_next(broker):
+    ids = [broker.publish("lp", f"m{i}") for i in range(3)]
+    t0 = time.monotonic()
+    body = broker.poll_json("lp", timeout=1)
+    assert 0.8 <= time.monotonic() - t0 <= 3.0
+    assert body["events"] == []
+    assert body["last_id"] == ids[-1], "no cursor: last_id is the newest id when received"
+    new = broker.publish("lp", "next")
+    body2 = broker.poll_json("lp", since=body["last_id"], timeout=5)
+    assert [e["id"] for e in body2["events"]] == [new]
+
+
+def test_poll_without_cursor_does_not_return_old_events(broker):
+    for i in range(3):
+        broker.publish("lp", f"old{i}")
+    result = {}
+
+    def poll():
+        result["body"] = broker.poll_json("lp", timeout=5)
+
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    time.sleep(0.4)
+    new = broker.publish("lp", "new")
+    t.join(6)
+    assert [e["id"] for e in result["body"]["events"]] == [new]
+    assert result["body"]["last_id"] == new
+
+
+def test_event_published_while_held_completes_the_poll_promptly(broker):
+    ids = [broker.publish("lp", "m0")]
+    result = {}
+
+    def poll():
+        t0 = time.monotonic()
+        result["body"] = broker.poll_json("lp", since=ids[-1], timeout=20)
+        result["done_at"] = time.monotonic()
+        result["t0"] = t0
+
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    time.sleep(0.5)
+    published_at = time.monotonic()
+    new = broker.publish("lp", "wake up", type="alarm")
+    t.join(5)
+    assert not t.is_alive(), "poll not completed by the publish"
+    assert result["done_at"] - published_at < 1.0
+    assert result["body"]["events"] == [{"id": new, "topic": "lp", "type": "alarm", "data": "wake up"}]
+    assert result["body"]["last_id"] == new
+
+
+def test_multi_topic_poll_is_completed_by_either_topic(broker):
+    cur = broker.publish("lp/x", "start")
+    result = {}
+
+    def poll():
+        result["body"] = broker.poll_json(["lp/a", "lp/b"], since=cur, timeout=10)
+
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    time.sleep(0.4)
+    broker.publish("lp/x", "not subscribed")
+    new = broker.publish("lp/b", "b")
+    t.join(5)
+    assert [e["id"] for e in result["body"]["events"]] == [new]
+
+
+def test_limit_returns_oldest_first_and_last_id_continues(broker):
+    ids = [broker.publish("lp", f"m{i}") for i in range(5)]
+    b1 = broker.poll_json("lp", since=0, limit=2, timeout=1)
+    assert [e["id"] for e in b1["events"]] == ids[:2] and b1["last_id"] == ids[1]
+    b2 = broker.poll_json("lp", since=b1["last_id"], limit=2, timeout=1)
+    assert [e["id"] for e in b2["events"]] == ids[2:4] and b2["last_id"] == ids[3]
+    b3 = broker.poll_json("lp", since=b2["last_id"], limit=2, timeout=1)
+    assert [e["id"] for e in b3["events"]] == ids[4:]
+
+
+def test_default_limit_is_100(broker):
+    ids = [broker.publish("lp", f"m{i}") for i in range(105)]
+    body = broker.poll_json("lp", since=0, timeout=1)
+    assert [e["id"] for e in body["events"]] == ids[:100]
+    assert body["last_id"] == ids[99]
+
+
+@pytest.mark.parametrize("limit", ["abc", "-1"])
+def test_bad_limit_is_400(broker, limit):
+    assert_json_error(broker.poll("lp", since=0, limit=limit, timeout=1), 400)
+
+
+@pytest.mark.parametrize("timeout", ["abc", "-1"])
+def test_bad_timeout_is_400(broker, timeout):
+    assert_json_error(broker.get(f"/topics/lp?since=0&transport=poll&timeout={timeout}"), 400)
+
+
+def test_consecutive_polls_by_last_id_never_lose_or_repeat_events(broker):
+    """A publisher thread publishes 200 events to two topics while a client polls from
+    last_id to last_id with small limits."""
+    start = broker.publish("lp/a", "before")
+    pub = Publisher(broker, ["lp/a", "lp/b"], 200)
+    pub.start()
+    got, since, polls = [], start, 0
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        body = broker.poll_json(["lp/a", "lp/b"], since=since, limit=7, timeout=1)
+        polls += 1
+        got += [e["id"] for e in body["events"]]
+        if body["events"]:
+            assert body["last_id"] == body["events"][-1]["id"]
+        else:
+            assert body["last_id"] == since
+        since = body["last_id"]
+        if not pub.is_alive() and len(got) >= 200:
+            break
+    ids = pub.finish()
+    expected = sorted(ids, key=int)
+    dups = sorted({i for i in got if got.count(i) > 1}, key=int)
+    missing = sorted(set(expected) - set(got), key=int)
+    assert not dups and not missing, f"dups {dups[:10]} missing {missing[:10]} in {polls} polls"
+    assert got == expected
+
+
+def test_response_headers(broker):
+    r = broker.poll("lp", since=0, timeout=1)
+    assert r.status == 200
+    assert (r.header("Content-Type") or "").startswith("application/json")
+    assert "no-cache" in (r.header("Cache-Control") or ""), r.headers
+
+
+def test_held_poll_of_client_that_went_away_does_not_disturb_others(broker):
+    import socket
+    cur = broker.publish("lp", "m0")
+    s = socket.create_connection(("127.0.0.1", broker.port), timeout=5)
+    s.sendall(f"GET /topics/lp?since={cur}&timeout=20 HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    time.sleep(0.3)
+    s.close()
+    time.sleep(0.2)
+    new = broker.publish("lp", "m1")
+    body = broker.poll_json("lp", since=cur, timeout=2)
+    assert [e["id"] for e in body["events"]] == [new]
+    broker.assert_healthy()
+
+
+def test_poll_timeout_default_is_poll_timeout_flag(broker_factory):
+    b = broker_factory("--poll-timeout", "1")
+    cur = b.publish("lp", "m0")
+    t0 = time.monotonic()
+    body = b.poll_json("lp", since=cur, timeout=None)
+    assert 0.8 <= time.monotonic() - t0 <= 3.0
+    assert body["events"] == [] and body["last_id"] == cur

@@ -1,0 +1,212 @@
+"""POST /topics/{topic}: acknowledgement, ids, validation of topic, type and data, errors."""
+
+import pytest
+
+from harness import assert_json_error, parse_responses, raw_exchange
+
+
+def test_publish_answers_201_with_json_id_and_topic(broker):
+    r = broker.publish_raw("chat/room-1", "hello", type="message")
+    assert r.status == 201, r
+    assert (r.header("Content-Type") or "").startswith("application/json"), r
+    body = r.json()
+    assert set(body) == {"id", "topic"}, body
+    assert body["topic"] == "chat/room-1"
+    assert isinstance(body["id"], str) and body["id"].isdigit() and int(body["id"]) > 0, body
+
+
+def test_published_event_is_readable_with_its_data_and_type(broker):
+    ev_id = broker.publish("news", "hello", type="message")
+    body = broker.poll_json("news", since=0)
+    assert body["events"] == [{"id": ev_id, "topic": "news", "type": "message", "data": "hello"}]
+
+
+def test_event_without_type_has_no_type_member(broker):
+    ev_id = broker.publish("news", "plain")
+    body = broker.poll_json("news", since=0)
+    assert body["events"] == [{"id": ev_id, "topic": "news", "data": "plain"}]
+
+
+def test_ids_strictly_increase_across_topics(broker):
+    topics = ["a", "b", "a", "c/d", "b", "a", "e.f~g_h-i"]
+    ids = [int(broker.publish(t, f"m{i}")) for i, t in enumerate(topics)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids), ids
+
+
+def test_empty_data_is_accepted(broker):
+    ev_id = broker.publish("empty", b"")
+    body = broker.poll_json("empty", since=0)
+    assert [(e["id"], e["data"]) for e in body["events"]] == [(ev_id, "")]
+
+
+@pytest.mark.parametrize("type_", ["message", "a", "A.b:c-d_9", "x" * 64])
+def test_valid_type_is_accepted(broker, type_):
+    ev_id = broker.publish("typed", "d", type=type_)
+    body = broker.poll_json("typed", since=0)
+    assert [(e["id"], e.get("type")) for e in body["events"]] == [(ev_id, type_)]
+
+
+@pytest.mark.parametrize("type_", ["", "x" * 65, "has space", "semi;colon", "slash/y", "ünï",
+                                   "herald.truncated", "herald.anything"],
+                         ids=["empty", "65-bytes", "space", "semicolon", "slash", "non-ascii",
+                              "reserved-herald.truncated", "reserved-herald.prefix"])
+def test_bad_type_is_rejected_with_400(broker, type_):
+    r = broker.publish_raw("typed", "d", type=type_)
+    assert_json_error(r, 400)
+    assert broker.poll_json("typed", since=0)["events"] == []
+
+
+@pytest.mark.parametrize("topic", ["a", "chat/room-1", "sensors/7/temp", "A-Z_a.z~0", "..a/b..",
+                                   "t" * 255, "/".join(["s"] * 128)],
+                         ids=["one-char", "two-segments", "three-segments", "all-char-classes",
+                              "dots-inside-segment", "255-bytes", "128-segments"])
+def test_valid_topic_is_accepted(broker, topic):
+    broker.publish(topic, "x")
+    body = broker.poll_json(topic, since=0)
+    assert [e["topic"] for e in body["events"]] == [topic]
+
+
+BAD_TOPICS = {
+    "double-slash": "a//b",
+    "leading-slash-dotdot": "/..",
+    "dotdot": "..",
+    "dot": ".",
+    "dot-segment": "a/./b",
+    "dotdot-segment": "a/../b",
+    "trailing-slash": "a/",
+    "leading-slash": "/a",
+    "256-bytes": "t" * 256,
+    "bad-char-star": "a*b",
+    "bad-char-dollar": "a$b",
+    "bad-char-comma": "a,b",
+    "bad-char-colon": "a:b",
+    "percent-encoded-space": "a%20b",
+}
+
+
+@pytest.mark.parametrize("topic", list(BAD_TOPICS.values()), ids=list(BAD_TOPICS))
+def test_bad_topic_is_rejected_with_400_on_publish(broker, topic):
+    assert_json_error(broker.publish_raw(topic, "x"), 400)
+    broker.assert_healthy()
+
+
+@pytest.mark.parametrize("topic", ["a//b", "/..", "a/../b", "t" * 256, "a*b"],
+                         ids=["double-slash", "leading-slash-dotdot", "dotdot-segment",
+                              "256-bytes", "bad-char"])
+def test_bad_topic_is_rejected_with_400_on_subscribe(broker, topic):
+    assert_json_error(broker.get(f"/topics/{topic}?since=0&timeout=1"), 400)
+    assert_json_error(broker.get(f"/subscribe?topic={topic}&since=0&timeout=1"), 400)
+
+
+def test_empty_topic_path_is_not_a_topic(broker):
+    r = broker.request("POST", "/topics/", body=b"x")
+    assert r.status in (400, 404), r
+    assert_json_error(r, r.status)
+
+
+@pytest.mark.parametrize("data", [b"\xff\xfe", b"ok then \xc3", b"\xc0\xaf", b"\xed\xa0\x80",
+                                  b"\xf4\x90\x80\x80"],
+                         ids=["invalid-bytes", "truncated-sequence", "overlong", "surrogate",
+                              "above-U+10FFFF"])
+def test_non_utf8_data_is_rejected_with_400(broker, data):
+    assert_json_error(broker.publish_raw("bin", data), 400)
+    assert broker.poll_json("bin", since=0)["events"] == []
+
+
+def test_data_at_max_body_is_accepted_and_over_it_is_413(broker_factory):
+    b = broker_factory("--max-body", "1024")
+    ev_id = b.publish("big", "x" * 1024)
+    body = b.poll_json("big", since=0)
+    assert [(e["id"], len(e["data"])) for e in body["events"]] == [(ev_id, 1024)]
+
+    req = (b"POST /topics/big HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n"
+           b"Content-Length: 1025\r\n\r\n" + b"y" * 1025)
+    res = raw_exchange(b.port, req, timeout=5)
+    resps = res.responses()
+    assert resps, res
+    assert_json_error(resps[0], 413)
+    assert res.closed, "connection should be closed after a 413"
+    assert len(b.poll_json("big", since=0)["events"]) == 1
+    b.assert_healthy()
+
+
+def test_body_far_over_max_body_is_413(broker_factory):
+    b = broker_factory("--max-body", "1024")
+    r = b.publish_raw("big", "z" * 100_000)
+    assert_json_error(r, 413)
+    b.assert_healthy()
+
+
+def test_chunked_request_body_is_accepted(broker):
+    req = (b"POST /topics/chunky?type=t HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    res = raw_exchange(broker.port, req, until_responses=1)
+    resps = res.responses()
+    assert resps and resps[0].status == 201, res
+    body = broker.poll_json("chunky", since=0)
+    assert [e["data"] for e in body["events"]] == ["hello world"]
+
+
+@pytest.mark.parametrize("method", ["DELETE", "PUT", "PATCH"])
+def test_wrong_method_on_topic_is_405_with_allow(broker, method):
+    r = broker.request(method, "/topics/x", body=b"" if method != "DELETE" else None)
+    assert_json_error(r, 405)
+    allow = {m.strip().upper() for m in (r.header("Allow") or "").split(",")}
+    assert {"GET", "POST"} <= allow, f"Allow: {r.header('Allow')!r}"
+    assert method not in allow
+
+
+def test_post_on_subscribe_is_405_with_allow(broker):
+    r = broker.request("POST", "/subscribe?topic=a", body=b"x")
+    assert_json_error(r, 405)
+    assert "GET" in (r.header("Allow") or ""), r
+
+
+@pytest.mark.parametrize("path", ["/", "/nope", "/topic/x", "/topicsx/y", "/healthz/extra"])
+def test_unknown_path_is_404(broker, path):
+    assert_json_error(broker.get(path), 404)
+
+
+def test_publish_is_delivered_once_only_to_its_topic(broker):
+    a = broker.publish("scoped/a", "for a")
+    broker.publish("scoped/b", "for b")
+    body = broker.poll_json("scoped/a", since=0)
+    assert [(e["id"], e["data"]) for e in body["events"]] == [(a, "for a")]
+
+
+def test_keep_alive_publishes_on_one_connection(broker):
+    reqs = b"".join(
+        b"POST /topics/ka HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nm" + str(i).encode()
+        for i in range(5))
+    res = raw_exchange(broker.port, reqs, until_responses=5)
+    resps = parse_responses(res.data)
+    assert [r.status for r in resps] == [201] * 5, res
+    ids = [int(r.json()["id"]) for r in resps]
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    assert [e["data"] for e in broker.poll_json("ka", since=0)["events"]] == [f"m{i}" for i in range(5)]
+
+
+def test_curl_publish_of_a_larger_body_is_not_delayed_by_expect_100_continue(broker, workdir):
+    """curl sends `Expect: 100-continue` for larger bodies and waits up to 1 s for the interim
+    100 answer before sending the body anyway."""
+    import os
+    import shutil
+    import subprocess
+    import time
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl not installed")
+    path = os.path.join(workdir, "body.txt")
+    with open(path, "w") as f:
+        f.write("y" * 5000)
+    t0 = time.monotonic()
+    p = subprocess.run([curl, "-sS", "-H", "Expect: 100-continue", "-X", "POST", "--data-binary",
+                        "@" + path, f"{broker.url}/topics/curl?type=file"],
+                       capture_output=True, timeout=10)
+    elapsed = time.monotonic() - t0
+    assert p.returncode == 0, p.stderr
+    import json
+    ack = json.loads(p.stdout)
+    assert ack["topic"] == "curl"
+    assert elapsed < 0.9, f"publish took {elapsed:.2f} s: no 100 Continue sent"
+    assert [len(e["data"]) for e in broker.poll_json("curl", since=0)["events"]] == [5000]
