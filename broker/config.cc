@@ -31,6 +31,7 @@ constexpr Flag kFlags[] = {
     {"max-connections", "N", "open client connections (default 16000)"},
     {"request-timeout", "SECONDS", "time to receive a whole request (default 10)"},
     {"idle-timeout", "SECONDS", "idle keep-alive connections are closed after (default 75)"},
+    {"send-timeout", "SECONDS", "close a peer that takes no bytes for this long (default 60)"},
     {"heartbeat", "SECONDS", "streaming heartbeat interval (default 15)"},
     {"sse-retry-ms", "MS", "SSE retry: hint (default 2000)"},
     {"sse-padding", "BYTES", "initial SSE padding for buffering proxies (default 0)"},
@@ -132,6 +133,8 @@ proto::Status apply(const std::string& key, const std::string& value, Config& c)
         HERALD_NUM(request_timeout_s, double, 0.1, kDay);
     } else if (key == "idle-timeout") {
         HERALD_NUM(idle_timeout_s, double, 0.1, kDay);
+    } else if (key == "send-timeout") {
+        HERALD_NUM(send_timeout_s, double, 0.1, kDay);
     } else if (key == "heartbeat") {
         HERALD_NUM(heartbeat_s, double, 0.1, kDay);
     } else if (key == "sse-retry-ms") {

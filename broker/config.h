@@ -24,6 +24,7 @@ struct Config {
     std::size_t max_connections = 16000;
     double request_timeout_s = 10;
     double idle_timeout_s = 75;
+    double send_timeout_s = 60;
     double heartbeat_s = 15;
     unsigned sse_retry_ms = 2000;
     std::size_t sse_padding = 0;

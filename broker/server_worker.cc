@@ -17,7 +17,7 @@ Worker::Worker(unsigned index, const Shared& shared, std::atomic<std::size_t>& o
     uv_loop_init(&loop_);
     loop_.data = this;
     ctx_ = std::make_unique<LoopContext>(index, &loop_, shared, metrics_);
-    listener_ = std::make_unique<transports::Http1Listener>(*ctx_, open_connections);
+    listener_ = std::make_unique<transports::Listener>(*ctx_, open_connections);
     uv_async_init(&loop_, &async_, &Worker::on_async);
     async_.data = this;
     uv_timer_init(&loop_, &tick_);
@@ -108,8 +108,10 @@ void Worker::on_turn_end(uv_check_t* h) {
 
 void Worker::on_before_poll(uv_prepare_t* h) {
     // Work queued outside I/O callbacks (timers, close callbacks) is flushed before the loop
-    // blocks, not one wake-up later.
-    static_cast<Worker*>(h->data)->ctx_->run_turn_end();
+    // blocks, not one wake-up later; likewise a stop waiting for the last close callback.
+    auto* self = static_cast<Worker*>(h->data);
+    self->ctx_->run_turn_end();
+    self->maybe_finish_stop();
 }
 
 void Worker::begin_stop() {

@@ -10,7 +10,7 @@
 
 #include "broker/loop_context.h"
 #include "broker/sequencer.h"
-#include "transports/http1_listener.h"
+#include "transports/listener.h"
 
 namespace herald::broker {
 
@@ -51,7 +51,7 @@ private:
     uv_check_t check_{};
     uv_prepare_t prepare_{};
     std::unique_ptr<LoopContext> ctx_;
-    std::unique_ptr<transports::Http1Listener> listener_;
+    std::unique_ptr<transports::Listener> listener_;
     std::thread thread_;
 
     std::mutex mu_;

@@ -1,11 +1,11 @@
-#include "transports/http1_connection.h"
+#include "transports/http1_session.h"
 
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstring>
+#include <string_view>
 
-#include "transports/http1_listener.h"
 #include "transports/router.h"
 
 namespace herald::transports {
@@ -27,7 +27,7 @@ const broker::FramePtr& last_chunk() {
 
 // llhttp callbacks do nothing but find the connection and call a member.
 struct Http1Callbacks {
-    static Http1Connection* self(llhttp_t* p) { return static_cast<Http1Connection*>(p->data); }
+    static Http1Session* self(llhttp_t* p) { return static_cast<Http1Session*>(p->data); }
     static int message_begin(llhttp_t* p) { return self(p)->on_message_begin(); }
     static int url(llhttp_t* p, const char* at, std::size_t n) { return self(p)->on_url(at, n); }
     static int field(llhttp_t* p, const char* at, std::size_t n) {
@@ -57,85 +57,34 @@ struct Http1Callbacks {
     }
 };
 
-struct Http1Connection::WriteReq {
-    uv_write_t req{};
-    Http1Connection* conn = nullptr;
-    std::vector<broker::FramePtr> hold;  // the bytes must outlive the write
-    std::string chunk_heads;             // backing store of the chunk-size lines
-    std::vector<uv_buf_t> bufs;
-    std::size_t bytes = 0;
-};
-
-Http1Connection::Http1Connection(broker::LoopContext& ctx, Http1Listener& listener)
-    : ctx_(ctx), listener_(listener) {
-    uv_tcp_init(ctx_.loop(), &tcp_);
-    tcp_.data = this;
+Http1Session::Http1Session(broker::LoopContext& ctx, Connection& conn) : ctx_(ctx), conn_(conn) {
     llhttp_init(&parser_, HTTP_REQUEST, &Http1Callbacks::settings());
     parser_.data = this;
-}
-
-void Http1Connection::start() {
-    // Without TCP_NODELAY a keep-alive client waits ~40 ms on every small response
-    // (Nagle's algorithm against delayed ACKs).
-    uv_tcp_nodelay(&tcp_, 1);
     set_deadline(ctx_.config().idle_timeout_s);
-    if (uv_read_start(stream(), &Http1Connection::on_alloc, &Http1Connection::on_read) == 0) {
-        reading_ = true;
-    } else {
-        close();
-    }
 }
 
-void Http1Connection::close() {
-    if (closing_) {
-        return;
-    }
-    closing_ = true;
-    ctx_.forget_turn_end(this);
-    exchange_.reset();  // leaves the hub, cancels waits
-    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &Http1Connection::on_closed);
-}
+Http1Session::~Http1Session() = default;
 
-void Http1Connection::on_closed(uv_handle_t* h) {
-    auto* self = static_cast<Http1Connection*>(h->data);
-    self->listener_.on_connection_closed(self);
-    delete self;
-}
-
-void Http1Connection::on_alloc(uv_handle_t* h, std::size_t /*suggested*/, uv_buf_t* buf) {
-    auto* self = static_cast<Http1Connection*>(h->data);
-    buf->base = self->ctx_.read_buffer();
-    buf->len = self->ctx_.read_buffer_size();
-}
-
-void Http1Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-    auto* self = static_cast<Http1Connection*>(s->data);
-    if (nread == 0 || self->closing_) {
-        return;
-    }
-    if (nread < 0) {
-        self->close();  // EOF or reset: a streaming subscriber ends here
-        return;
-    }
-    const auto n = static_cast<std::size_t>(nread);
-    self->ctx_.metrics().bytes_in.add(n);
-    if (self->state_ == State::kHandling || self->close_after_write_) {
-        if (self->close_after_write_) {
-            return;  // nothing more will be read from this connection
-        }
-        self->pending_in_.append(buf->base, n);
-        if (self->pending_in_.size() > kMaxPendingInput) {
-            uv_read_stop(s);
-            self->reading_ = false;
+void Http1Session::on_data(const char* data, std::size_t len) {
+    if (state_ == State::kHandling) {
+        // Pipelined: parsed once the current response is done.
+        pending_in_.append(data, len);
+        if (pending_in_.size() > kMaxPendingInput) {
+            conn_.pause_reading();
         }
         return;
     }
-    self->parse(buf->base, n);
+    parse(data, len);
 }
 
-void Http1Connection::parse(const char* data, std::size_t len) {
+void Http1Session::parse(const char* data, std::size_t len) {
     llhttp_errno_t err = llhttp_execute(&parser_, data, len);
     if (err == HPE_OK) {
+        return;
+    }
+    if (err == HPE_PAUSED_H2_UPGRADE) {
+        // The HTTP/2 connection preface ("PRI * HTTP/2.0"): prior-knowledge h2c.
+        respond_error(505, "HTTP/2 is not supported on this listener");
         return;
     }
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
@@ -159,7 +108,7 @@ void Http1Connection::parse(const char* data, std::size_t len) {
     }
 }
 
-bool Http1Connection::add_header_bytes(std::size_t n, int status) {
+bool Http1Session::add_header_bytes(std::size_t n, int status) {
     header_bytes_ += n;
     if (header_bytes_ > ctx_.config().max_header_bytes) {
         parse_error_status_ = status;
@@ -169,17 +118,16 @@ bool Http1Connection::add_header_bytes(std::size_t n, int status) {
     return true;
 }
 
-int Http1Connection::on_message_begin() {
+int Http1Session::on_message_begin() {
     state_ = State::kReading;
     req_ = std::make_unique<HttpRequest>();
-    field_.clear();
     in_value_ = false;
     header_bytes_ = 0;
     set_deadline(ctx_.config().request_timeout_s);
     return 0;
 }
 
-int Http1Connection::on_url(const char* at, std::size_t len) {
+int Http1Session::on_url(const char* at, std::size_t len) {
     if (!add_header_bytes(len, 414)) {
         return -1;
     }
@@ -187,7 +135,7 @@ int Http1Connection::on_url(const char* at, std::size_t len) {
     return 0;
 }
 
-int Http1Connection::on_header_field(const char* at, std::size_t len) {
+int Http1Session::on_header_field(const char* at, std::size_t len) {
     if (!add_header_bytes(len, 431)) {
         return -1;
     }
@@ -211,7 +159,7 @@ int Http1Connection::on_header_field(const char* at, std::size_t len) {
     return 0;
 }
 
-int Http1Connection::on_header_value(const char* at, std::size_t len) {
+int Http1Session::on_header_value(const char* at, std::size_t len) {
     if (!add_header_bytes(len, 431)) {
         return -1;
     }
@@ -223,7 +171,7 @@ int Http1Connection::on_header_value(const char* at, std::size_t len) {
     return 0;
 }
 
-int Http1Connection::on_headers_complete() {
+int Http1Session::on_headers_complete() {
     for (auto& [k, v] : req_->headers) {
         std::transform(k.begin(), k.end(), k.begin(),
                        [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -248,15 +196,13 @@ int Http1Connection::on_headers_complete() {
     if (const auto* expect = req_->header("expect")) {
         if (strcasecmp(expect->c_str(), "100-continue") == 0 && !req_->http10) {
             // curl and others wait for this before sending a body (RFC 9110, 10.1.1).
-            out_.push_back({broker::make_frame("HTTP/1.1 100 Continue\r\n\r\n"), false});
-            out_bytes_ += out_.back().frame->bytes.size();
-            ctx_.at_turn_end(this);
+            conn_.queue_copy("HTTP/1.1 100 Continue\r\n\r\n");
         }
     }
     return 0;
 }
 
-int Http1Connection::on_body(const char* at, std::size_t len) {
+int Http1Session::on_body(const char* at, std::size_t len) {
     if (req_->body.size() + len > ctx_.config().max_body_bytes) {
         parse_error_status_ = 413;
         parse_error_ = "request body larger than " +
@@ -267,12 +213,12 @@ int Http1Connection::on_body(const char* at, std::size_t len) {
     return 0;
 }
 
-int Http1Connection::on_message_complete() {
+int Http1Session::on_message_complete() {
     // Stop after this request: one exchange at a time; the rest is parsed once it ends.
     return HPE_PAUSED;
 }
 
-void Http1Connection::dispatch() {
+void Http1Session::dispatch() {
     state_ = State::kHandling;
     deadline_ms_ = 0;  // no request timeout on a response in progress (streams live long)
     keep_alive_ = llhttp_should_keep_alive(&parser_) != 0;
@@ -289,7 +235,7 @@ void Http1Connection::dispatch() {
     exchange_ = handle_request(ctx_, *req, *this);
 }
 
-void Http1Connection::respond_error(int status, const std::string& message) {
+void Http1Session::respond_error(int status, const std::string& message) {
     // A request that failed to parse leaves the stream in an unknown state: close after.
     keep_alive_ = false;
     state_ = State::kHandling;
@@ -297,7 +243,7 @@ void Http1Connection::respond_error(int status, const std::string& message) {
     send_error(*this, status, message, {});
 }
 
-void Http1Connection::start(int status, const HeaderList& headers,
+void Http1Session::start(int status, const HeaderList& headers,
                             std::optional<std::size_t> content_length) {
     std::string head;
     head.reserve(256);
@@ -331,58 +277,67 @@ void Http1Connection::start(int status, const HeaderList& headers,
     if (status >= 400) {
         ctx_.metrics().http_errors.add();
     }
-    out_bytes_ += head.size();
-    out_.push_back({broker::make_frame(std::move(head)), false});
-    ctx_.at_turn_end(this);
+    conn_.queue(broker::make_frame(std::move(head)));
 }
 
-void Http1Connection::write(broker::FramePtr bytes) {
-    if (head_only_ || closing_ || bytes->bytes.empty()) {
+void Http1Session::write(broker::FramePtr bytes) {
+    if (head_only_ || finished_ || bytes->bytes.empty()) {
         return;
     }
-    out_bytes_ += bytes->bytes.size();
-    out_.push_back({std::move(bytes), true});
-    ctx_.at_turn_end(this);
+    if (!chunked_) {
+        conn_.queue(std::move(bytes));
+        return;
+    }
+    // Everything written in one loop turn leaves as one chunk (framed in flush_body).
+    pending_bytes_ += bytes->bytes.size();
+    pending_.push_back(std::move(bytes));
+    conn_.want_turn_end();
 }
 
-void Http1Connection::finish() {
+void Http1Session::flush_body() {
+    if (pending_.empty()) {
+        return;
+    }
+    char line[24];
+    int n = std::snprintf(line, sizeof line, "%zx\r\n", pending_bytes_);
+    conn_.queue_copy(std::string_view(line, static_cast<std::size_t>(n)));
+    for (auto& f : pending_) {
+        conn_.queue(std::move(f));
+    }
+    conn_.queue_copy(kCrlf);
+    pending_.clear();
+    pending_bytes_ = 0;
+}
+
+void Http1Session::finish() {
     if (finished_) {
         return;
     }
     finished_ = true;
+    flush_body();
     if (chunked_ && !head_only_) {
-        out_bytes_ += last_chunk()->bytes.size();
-        out_.push_back({last_chunk(), false});
+        conn_.queue(last_chunk());
     }
-    ctx_.at_turn_end(this);
+    conn_.want_turn_end();
 }
 
-void Http1Connection::on_turn_end() {
-    if (closing_) {
-        return;
-    }
-    flush();
+void Http1Session::on_turn_end() {
+    flush_body();
     if (finished_ && state_ == State::kHandling) {
         end_response();
     }
 }
 
-void Http1Connection::end_response() {
+void Http1Session::end_response() {
     exchange_.reset();
     finished_ = false;
     if (!keep_alive_ || ctx_.stopping()) {
-        close_after_write_ = true;
-        if (inflight_bytes_ == 0) {
-            close();
-        }
+        conn_.close_after_flush();
         return;
     }
     state_ = State::kIdle;
     set_deadline(ctx_.config().idle_timeout_s);
-    if (!reading_ && uv_read_start(stream(), &Http1Connection::on_alloc,
-                                   &Http1Connection::on_read) == 0) {
-        reading_ = true;
-    }
+    conn_.resume_reading();
     if (!pending_in_.empty()) {
         std::string input = std::move(pending_in_);
         pending_in_.clear();
@@ -390,113 +345,23 @@ void Http1Connection::end_response() {
     }
 }
 
-void Http1Connection::flush() {
-    if (out_.empty()) {
-        return;
-    }
-    auto* w = new WriteReq;
-    w->conn = this;
-    w->req.data = w;
-    w->hold.reserve(out_.size());
-    w->bufs.reserve(out_.size() + 8);
-    // Pass 1: the chunk-size line of every run of body pieces, so pass 2 can point into a
-    // string that no longer moves.
-    std::vector<std::size_t> run_sizes;
-    if (chunked_) {
-        std::size_t run = 0;
-        for (const auto& p : out_) {
-            if (p.body) {
-                run += p.frame->bytes.size();
-            } else if (run != 0) {
-                run_sizes.push_back(run);
-                run = 0;
-            }
-        }
-        if (run != 0) {
-            run_sizes.push_back(run);
-        }
-        w->chunk_heads.reserve(run_sizes.size() * 20);
-    }
-    std::size_t run_index = 0;
-    bool in_run = false;
-    auto close_run = [&] {
-        if (in_run) {
-            w->bufs.push_back(uv_buf_init(const_cast<char*>(kCrlf), 2));
-            w->bytes += 2;
-            in_run = false;
-        }
-    };
-    for (auto& p : out_) {
-        if (chunked_ && p.body && !in_run) {
-            char line[20];
-            int n = std::snprintf(line, sizeof line, "%zx\r\n", run_sizes[run_index++]);
-            std::size_t at = w->chunk_heads.size();
-            w->chunk_heads.append(line, static_cast<std::size_t>(n));
-            w->bufs.push_back(uv_buf_init(w->chunk_heads.data() + at, static_cast<unsigned>(n)));
-            w->bytes += static_cast<std::size_t>(n);
-            in_run = true;
-        } else if (chunked_ && !p.body) {
-            close_run();
-        }
-        const auto& b = p.frame->bytes;
-        w->bufs.push_back(uv_buf_init(const_cast<char*>(b.data()), static_cast<unsigned>(b.size())));
-        w->bytes += b.size();
-        w->hold.push_back(std::move(p.frame));
-    }
-    close_run();
-    out_.clear();
-    out_bytes_ = 0;
-    inflight_bytes_ += w->bytes;
-    int rc = uv_write(&w->req, stream(), w->bufs.data(), static_cast<unsigned>(w->bufs.size()),
-                      &Http1Connection::on_write);
-    if (rc != 0) {
-        inflight_bytes_ -= w->bytes;
-        delete w;
-        close();
+void Http1Session::on_drained() {
+    if (exchange_) {
+        exchange_->on_drained();
     }
 }
 
-void Http1Connection::on_write(uv_write_t* req, int status) {
-    auto* w = static_cast<WriteReq*>(req->data);
-    Http1Connection* self = w->conn;
-    self->inflight_bytes_ -= w->bytes;
-    if (status == 0) {
-        self->ctx_.metrics().bytes_out.add(w->bytes);
-    }
-    delete w;
-    if (self->closing_) {
-        return;
-    }
-    if (status < 0) {
-        self->close();
-        return;
-    }
-    if (self->close_after_write_) {
-        if (self->inflight_bytes_ == 0 && self->out_.empty()) {
-            self->close();
-        }
-        return;
-    }
-    if (self->exchange_ &&
-        self->queued_bytes() < self->ctx_.config().subscriber_queue_bytes / 4) {
-        self->exchange_->on_drained();
-    }
-}
-
-void Http1Connection::set_deadline(double seconds) {
+void Http1Session::set_deadline(double seconds) {
     deadline_ms_ = ctx_.now_ms() + static_cast<std::uint64_t>(seconds * 1000);
 }
 
-void Http1Connection::on_tick(std::uint64_t now_ms) {
-    if (closing_) {
-        return;
-    }
+void Http1Session::on_tick(std::uint64_t now_ms) {
     if (deadline_ms_ != 0 && now_ms >= deadline_ms_) {
         deadline_ms_ = 0;
         if (state_ == State::kReading) {
             respond_error(408, "request not received in time");
         } else if (state_ == State::kIdle) {
-            close();
+            conn_.close();
         }
         return;
     }
@@ -505,24 +370,20 @@ void Http1Connection::on_tick(std::uint64_t now_ms) {
     }
 }
 
-void Http1Connection::shutdown() {
-    if (closing_) {
-        return;
-    }
+void Http1Session::shutdown() {
     keep_alive_ = false;
     if (state_ != State::kHandling) {
-        close();
+        conn_.close();
     } else if (exchange_) {
         exchange_->on_shutdown();
     }
 }
 
-void Http1Connection::reject_busy() {
+void Http1Session::reject_busy() {
     keep_alive_ = false;
     state_ = State::kHandling;
     deadline_ms_ = 0;
     send_error(*this, 503, "too many connections", {});
-    ctx_.at_turn_end(this);
 }
 
 }  // namespace herald::transports

@@ -1,0 +1,283 @@
+#include "transports/connection.h"
+
+#include <atomic>
+
+namespace herald::transports {
+
+struct Connection::WriteReq {
+    uv_write_t req{};
+    Connection* conn = nullptr;
+    std::vector<broker::FramePtr> hold;  // the bytes must outlive the write
+    std::string arena;                   // copied small pieces
+    std::vector<uv_buf_t> bufs;
+    std::size_t bytes = 0;
+};
+
+Connection::Connection(broker::LoopContext& ctx, ConnectionList& list) : ctx_(ctx), list_(list) {
+    uv_tcp_init(ctx_.loop(), &tcp_);
+    tcp_.data = this;
+}
+
+Connection::~Connection() = default;
+
+void Connection::start(std::unique_ptr<Session> session) {
+    session_ = std::move(session);
+    // Without TCP_NODELAY a keep-alive client waits ~40 ms on every small response
+    // (Nagle's algorithm against delayed ACKs).
+    uv_tcp_nodelay(&tcp_, 1);
+    last_progress_ms_ = ctx_.now_ms();
+    resume_reading();
+}
+
+void Connection::switch_session(std::unique_ptr<Session> upgraded, std::string leftover) {
+    retired_ = std::move(session_);
+    session_ = std::move(upgraded);
+    if (!leftover.empty()) {
+        deliver(leftover.data(), leftover.size());
+    }
+}
+
+void Connection::close() {
+    if (closing_) {
+        return;
+    }
+    closing_ = true;
+    ctx_.forget_turn_end(this);
+    if (in_session_) {
+        // Called from inside the session: it dies once its callback returned.
+        retired_ = std::move(session_);
+    } else {
+        session_.reset();
+    }
+    pause_reading();
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &Connection::on_closed);
+}
+
+void Connection::close_after_flush() {
+    close_after_flush_ = true;
+    pause_reading();
+    if (out_.empty() && inflight_bytes_ == 0) {
+        close();
+    } else {
+        want_turn_end();
+    }
+}
+
+void Connection::on_closed(uv_handle_t* h) {
+    auto* self = static_cast<Connection*>(h->data);
+    self->list_.remove(self);
+    delete self;
+}
+
+void Connection::pause_reading() {
+    if (reading_) {
+        uv_read_stop(stream());
+        reading_ = false;
+    }
+}
+
+void Connection::resume_reading() {
+    if (!reading_ && !closing_ && !close_after_flush_ &&
+        uv_read_start(stream(), &Connection::on_alloc, &Connection::on_read) == 0) {
+        reading_ = true;
+    }
+}
+
+void Connection::on_alloc(uv_handle_t* h, std::size_t /*suggested*/, uv_buf_t* buf) {
+    // Every connection of a loop reads into the same buffer: an idle connection holds none.
+    auto* self = static_cast<Connection*>(h->data);
+    buf->base = self->ctx_.read_buffer();
+    buf->len = self->ctx_.read_buffer_size();
+}
+
+void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+    auto* self = static_cast<Connection*>(s->data);
+    if (nread == 0 || self->closing_) {
+        return;
+    }
+    if (nread < 0) {
+        self->close();  // EOF or reset: a streaming subscriber ends here
+        return;
+    }
+    self->ctx_.metrics().bytes_in.add(static_cast<std::size_t>(nread));
+    self->deliver(buf->base, static_cast<std::size_t>(nread));
+}
+
+void Connection::deliver(const char* data, std::size_t len) {
+    if (!session_) {
+        return;
+    }
+    const bool outer = !in_session_;
+    in_session_ = true;
+    session_->on_data(data, len);
+    if (outer) {
+        in_session_ = false;
+        retired_.reset();
+    }
+}
+
+void Connection::queue(broker::FramePtr frame) {
+    if (closing_ || frame->bytes.empty()) {
+        return;
+    }
+    out_bytes_ += frame->bytes.size();
+    out_.push_back(Piece{std::move(frame), 0, 0});
+    want_turn_end();
+}
+
+void Connection::queue_copy(std::string_view small) {
+    if (closing_ || small.empty()) {
+        return;
+    }
+    out_.push_back(Piece{nullptr, static_cast<std::uint32_t>(arena_.size()),
+                         static_cast<std::uint32_t>(small.size())});
+    arena_.append(small);
+    out_bytes_ += small.size();
+    want_turn_end();
+}
+
+void Connection::on_turn_end() {
+    if (closing_) {
+        return;
+    }
+    if (session_ && !close_after_flush_) {
+        const bool outer = !in_session_;
+        in_session_ = true;
+        session_->on_turn_end();
+        if (outer) {
+            in_session_ = false;
+            retired_.reset();
+        }
+    }
+    if (closing_) {
+        return;
+    }
+    flush();
+    if (close_after_flush_ && inflight_bytes_ == 0) {
+        close();
+    }
+}
+
+void Connection::flush() {
+    if (out_.empty()) {
+        return;
+    }
+    auto* w = new WriteReq;
+    w->conn = this;
+    w->req.data = w;
+    w->arena = std::move(arena_);
+    arena_.clear();
+    w->hold.reserve(out_.size());
+    w->bufs.reserve(out_.size());
+    for (auto& p : out_) {
+        if (p.frame) {
+            const auto& b = p.frame->bytes;
+            w->bufs.push_back(
+                uv_buf_init(const_cast<char*>(b.data()), static_cast<unsigned>(b.size())));
+            w->bytes += b.size();
+            w->hold.push_back(std::move(p.frame));
+        } else {
+            w->bufs.push_back(uv_buf_init(w->arena.data() + p.arena_at, p.arena_len));
+            w->bytes += p.arena_len;
+        }
+    }
+    out_.clear();
+    out_bytes_ = 0;
+    if (inflight_bytes_ == 0) {
+        last_progress_ms_ = ctx_.now_ms();
+    }
+    inflight_bytes_ += w->bytes;
+    int rc = uv_write(&w->req, stream(), w->bufs.data(), static_cast<unsigned>(w->bufs.size()),
+                      &Connection::on_write);
+    if (rc != 0) {
+        inflight_bytes_ -= w->bytes;
+        delete w;
+        close();
+    }
+}
+
+void Connection::on_write(uv_write_t* req, int status) {
+    auto* w = static_cast<WriteReq*>(req->data);
+    Connection* self = w->conn;
+    self->inflight_bytes_ -= w->bytes;
+    if (status == 0) {
+        self->ctx_.metrics().bytes_out.add(w->bytes);
+    }
+    delete w;
+    if (self->closing_) {
+        return;
+    }
+    if (status < 0) {
+        self->close();
+        return;
+    }
+    self->last_progress_ms_ = self->ctx_.now_ms();
+    if (self->close_after_flush_) {
+        if (self->inflight_bytes_ == 0 && self->out_.empty()) {
+            self->close();
+        }
+        return;
+    }
+    if (self->session_ &&
+        self->queued_bytes() < self->ctx_.config().subscriber_queue_bytes / 4) {
+        self->session_->on_drained();
+    }
+}
+
+void Connection::on_tick(std::uint64_t now_ms) {
+    if (closing_) {
+        return;
+    }
+    // A peer that stopped reading: its bytes sit in the kernel and nothing moves. Streams
+    // keep it from growing (feeds switch to history), this frees the socket.
+    if (inflight_bytes_ > 0 &&
+        now_ms - last_progress_ms_ > static_cast<std::uint64_t>(ctx_.config().send_timeout_s * 1000)) {
+        close();
+        return;
+    }
+    if (session_ && !close_after_flush_) {
+        session_->on_tick(now_ms);
+    }
+}
+
+void Connection::shutdown() {
+    if (closing_) {
+        return;
+    }
+    if (session_ && !close_after_flush_) {
+        session_->shutdown();
+    } else if (!close_after_flush_) {
+        close();
+    }
+}
+
+std::size_t ConnectionList::add(Connection* c) {
+    c->next = head_;
+    if (head_ != nullptr) {
+        head_->prev = c;
+    }
+    head_ = c;
+    ++count_;
+    metrics_.connections.add();
+    return open_total_.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
+void ConnectionList::remove(Connection* c) {
+    if (c->prev == nullptr && head_ != c) {
+        return;  // never added (accept failed)
+    }
+    if (c->prev != nullptr) {
+        c->prev->next = c->next;
+    } else {
+        head_ = c->next;
+    }
+    if (c->next != nullptr) {
+        c->next->prev = c->prev;
+    }
+    c->prev = c->next = nullptr;
+    --count_;
+    metrics_.connections.sub();
+    open_total_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+}  // namespace herald::transports

@@ -1,0 +1,139 @@
+// Connection: one accepted TCP socket — reads into the loop's shared buffer, gathered writes
+// of shared frames, backpressure, timeouts and the single teardown path. What the bytes mean
+// is up to its Session (HTTP/1.1 today; HTTP/2 and WebSocket sessions plug in the same way).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <uv.h>
+#include <vector>
+
+#include "broker/frame.h"
+#include "broker/loop_context.h"
+
+namespace herald::transports {
+
+class Connection;
+class ConnectionList;
+
+// The protocol spoken on a connection. Owned by its Connection; destroyed when the connection
+// closes or switches protocol (which must tear down its exchanges). Loop thread only.
+class Session {
+public:
+    virtual ~Session() = default;
+    // Bytes from the peer (plaintext).
+    virtual void on_data(const char* data, std::size_t len) = 0;
+    // End of a loop turn in which want_turn_end() was called: queue output now.
+    virtual void on_turn_end() {}
+    // Queued output fell below the low watermark.
+    virtual void on_drained() {}
+    // About 4 times a second: timeouts, heartbeats.
+    virtual void on_tick(std::uint64_t /*now_ms*/) {}
+    // The broker is stopping: finish promptly, then ask the connection to close.
+    virtual void shutdown() = 0;
+};
+
+// Created on accept by a listener; destroyed only from the libuv close callback after close().
+// Loop thread only.
+class Connection final : public broker::TurnEndListener {
+public:
+    Connection(broker::LoopContext& ctx, ConnectionList& list);
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
+    broker::LoopContext& ctx() { return ctx_; }
+
+    // After uv_accept: sets socket options, installs the session and starts reading.
+    void start(std::unique_ptr<Session> session);
+    // Replaces the session (protocol upgrade). The old one is destroyed at the end of the
+    // current callback; `leftover` (bytes already read past the upgrade) goes to the new one.
+    void switch_session(std::unique_ptr<Session> upgraded, std::string leftover);
+    // Idempotent: drops the session (leaving the hub, cancelling waits) and the socket.
+    void close();
+    // Closes once everything queued has been written.
+    void close_after_flush();
+    bool closing() const { return closing_ || close_after_flush_; }
+
+    // Output. Bytes are sent at the end of the loop turn in one gathered write.
+    void queue(broker::FramePtr frame);
+    void queue_copy(std::string_view small);  // small bytes (framing), copied
+    // Bytes queued or being written, not yet taken by the kernel.
+    std::size_t queued_bytes() const { return out_bytes_ + inflight_bytes_; }
+    // Calls the session's on_turn_end() at the end of this loop turn.
+    void want_turn_end() { ctx_.at_turn_end(this); }
+
+    // Input flow control.
+    void pause_reading();
+    void resume_reading();
+
+    void on_tick(std::uint64_t now_ms);
+    void shutdown();
+
+    // broker::TurnEndListener
+    void on_turn_end() override;
+
+    Connection* prev = nullptr;  // intrusive list links, owned by ConnectionList
+    Connection* next = nullptr;
+
+private:
+    struct Piece {
+        broker::FramePtr frame;      // shared bytes, or
+        std::uint32_t arena_at = 0;  // a slice of arena_ when frame is null
+        std::uint32_t arena_len = 0;
+    };
+    struct WriteReq;
+
+    ~Connection() override;
+    static void on_closed(uv_handle_t* h);
+    static void on_alloc(uv_handle_t* h, std::size_t suggested, uv_buf_t* buf);
+    static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+    static void on_write(uv_write_t* req, int status);
+    void deliver(const char* data, std::size_t len);
+    void flush();
+
+    broker::LoopContext& ctx_;
+    ConnectionList& list_;
+    uv_tcp_t tcp_{};
+    std::unique_ptr<Session> session_;
+    std::unique_ptr<Session> retired_;  // replaced session, destroyed after its callback
+    bool in_session_ = false;
+    std::vector<Piece> out_;
+    std::string arena_;
+    std::size_t out_bytes_ = 0;
+    std::size_t inflight_bytes_ = 0;
+    std::uint64_t last_progress_ms_ = 0;  // last write completion, or queue empty
+    bool reading_ = false;
+    bool closing_ = false;
+    bool close_after_flush_ = false;
+};
+
+// A loop's open connections, for ticks, shutdown and --max-connections. Loop thread only.
+class ConnectionList {
+public:
+    ConnectionList(std::atomic<std::size_t>& open_total, broker::LoopMetrics& metrics)
+        : open_total_(open_total), metrics_(metrics) {}
+    // Returns the number of connections open in the whole process, this one included.
+    std::size_t add(Connection* c);
+    void remove(Connection* c);
+    std::size_t size() const { return count_; }
+    template <typename F> void for_each(F f) {
+        for (Connection* c = head_; c != nullptr;) {
+            Connection* next = c->next;  // f may close c; it is freed only in a later phase
+            f(c);
+            c = next;
+        }
+    }
+
+private:
+    std::atomic<std::size_t>& open_total_;
+    broker::LoopMetrics& metrics_;
+    Connection* head_ = nullptr;
+    std::size_t count_ = 0;
+};
+
+}  // namespace herald::transports
