@@ -20,7 +20,9 @@ struct RetentionPolicy {
     std::int64_t max_age_ms = 0;              // 0: no age limit
 };
 
-// How far an append must get before it counts as done.
+// How far an append must get before it counts as done. Whatever the durability, an id is never
+// reused, also after a crash: a crash may lose acknowledged events (kWrite, kNone) but never the
+// fact that their ids were handed out (see HistoryStore::last_id).
 enum class Durability {
     kSync,   // write-ahead log fsynced: survives power loss (the default)
     kWrite,  // WAL written to the OS, not fsynced: survives a crash of the process, not of the OS
@@ -40,12 +42,19 @@ class HistoryStore {
 public:
     virtual ~HistoryStore() = default;
 
-    // The highest id ever appended (0 for a new store). Ids below it are never reused, even
-    // once retention deleted their events. Thread-safe.
+    // The highest id that may have been handed out (0 for a new store): at least the id of
+    // every event appended so far, so the next id must be above it. Ids up to it are never
+    // reused, even once retention deleted their events or a crash lost them. Each append
+    // raises it to the append's last id. After a crash that may have lost appends (kWrite,
+    // kNone) the store reopens with it at or above every id it may have acknowledged, so
+    // possibly above its newest surviving event: ids then skip ahead rather than repeat.
+    // After a clean close (and with kSync) they continue without a gap. Thread-safe.
     virtual proto::EventId last_id() const = 0;
 
     // Appends a batch atomically (all or nothing) with one WAL write, then applies retention
     // to the topics it touched. Ids must be strictly increasing and greater than last_id().
+    // With kWrite or kNone the store may first make a note of the ids, synced, so that a crash
+    // cannot make them reusable (rarely: for RocksDB one fsync per million ids).
     // Single writer: only one thread may call append / trim_expired.
     virtual proto::Status append(std::span<const proto::Event> batch, Durability durability) = 0;
 
