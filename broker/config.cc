@@ -1,6 +1,9 @@
 #include "broker/config.h"
 
+#include <algorithm>
 #include <charconv>
+#include <iomanip>
+#include <sched.h>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -57,7 +60,7 @@ template <typename T> proto::Result<T> parse_number(const std::string& key, cons
     T out{};
     const char* end = v.data() + v.size();
     auto [p, ec] = std::from_chars(v.data(), end, out);
-    if (ec != std::errc() || p != end || out < min || out > max) {
+    if (ec != std::errc() || p != end || !(out >= min && out <= max)) {
         std::ostringstream msg;
         msg << "--" << key << ": expected a number from " << min << " to " << max << ", got '"
             << v << "'";
@@ -186,7 +189,7 @@ proto::Status read_config_file(const std::string& path, std::map<std::string, st
             out[key] = v.dump();
         } else if (v.is_number_float()) {
             std::ostringstream s;
-            s << v.get<double>();
+            s << std::setprecision(17) << v.get<double>();
             out[key] = s.str();
         } else if (v.is_array()) {
             std::string joined;
@@ -257,7 +260,13 @@ proto::Result<Config> parse_config(int argc, const char* const* argv) {
         }
     }
     if (c.threads == 0) {
-        c.threads = std::max(1u, std::thread::hardware_concurrency());
+        // The CPUs we may run on (taskset, cpusets), not all the machine has.
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        unsigned n = sched_getaffinity(0, sizeof set, &set) == 0
+                         ? static_cast<unsigned>(CPU_COUNT(&set))
+                         : std::thread::hardware_concurrency();
+        c.threads = std::clamp(n, 1u, 64u);
     }
     return c;
 }

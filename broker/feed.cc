@@ -1,19 +1,21 @@
 #include "broker/feed.h"
 
 #include <algorithm>
-#include <utility>
 
 namespace herald::broker {
 
 namespace {
-// Events per history read. Large enough to amortise a read, small enough that one page of a
-// slow subscriber stays a small multiple of its queue limit.
+// Events per history read: enough to amortise a read. Pages are also bounded by bytes (half
+// the subscriber's queue limit), so one page of a slow subscriber stays within its budget.
 constexpr std::size_t kPageEvents = 256;
+// announced_ value before any gap was announced (0 is a real `oldest`: nothing retained).
+constexpr proto::EventId kNothingAnnounced = ~proto::EventId{0};
 }  // namespace
 
 Feed::Feed(LoopContext& ctx, std::vector<std::string> topics,
            std::optional<proto::EventId> cursor, proto::WireFormat format)
-    : ctx_(ctx), topics_(std::move(topics)), cursor_(cursor), format_(format) {}
+    : ctx_(ctx), topics_(std::move(topics)), cursor_(cursor), format_(format),
+      announced_(topics_.size(), kNothingAnnounced) {}
 
 Feed::~Feed() { stop(); }
 
@@ -71,7 +73,8 @@ void Feed::on_output_drained() {
 
 void Feed::read_more() {
     phase_ = Phase::kReading;
-    read_history(ctx_, topics_, last_sent_, kPageEvents);
+    read_history(ctx_, topics_, last_sent_, kPageEvents,
+                 ctx_.config().subscriber_queue_bytes / 2);
 }
 
 void Feed::on_history(proto::Result<storage::ReadResult> result) {
@@ -84,11 +87,20 @@ void Feed::on_history(proto::Result<storage::ReadResult> result) {
         return;
     }
     auto& r = *result;
-    if (std::exchange(first_read_, false)) {
-        for (const auto& t : r.truncated) {
-            ctx_.metrics().truncations.add();
-            emit_truncation(t);
+    // Not only on the first read: retention may also overtake a slow subscriber while it
+    // catches up, and that gap must be announced too.
+    for (const auto& t : r.truncated) {
+        // Once per gap: later pages of the same catch-up report the same gap again.
+        auto i = static_cast<std::size_t>(
+            std::find(topics_.begin(), topics_.end(), t.topic) - topics_.begin());
+        if (i < announced_.size() && announced_[i] == t.oldest) {
+            continue;
         }
+        if (i < announced_.size()) {
+            announced_[i] = t.oldest;
+        }
+        ctx_.metrics().truncations.add();
+        emit_truncation(t);
     }
     for (const auto& ev : r.events) {
         if (ev.id > last_sent_) {

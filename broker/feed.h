@@ -62,7 +62,7 @@ private:
     Phase phase_ = Phase::kNew;
     proto::EventId last_sent_ = 0;   // highest id handed to the transport
     proto::EventId max_missed_ = 0;  // highest live id dropped while not live
-    bool first_read_ = true;
+    std::vector<proto::EventId> announced_;  // per topic: `oldest` of the last gap announced
 };
 
 }  // namespace herald::broker

@@ -22,10 +22,12 @@ public:
 protected:
     ~HistoryReader() { cancel_history_read(); }
 
-    // Reads events of `topics` after `after` (at most `limit`); on_history() follows exactly
-    // once unless cancelled. Precondition: no read in flight.
+    // Reads events of `topics` after `after` (at most `limit` events and, past the first, about
+    // `max_bytes`); on_history() follows exactly once unless cancelled. Precondition: no read
+    // in flight.
     void read_history(LoopContext& ctx, const std::vector<std::string>& topics,
-                      proto::EventId after, std::size_t limit);
+                      proto::EventId after, std::size_t limit,
+                      std::size_t max_bytes = static_cast<std::size_t>(-1));
     void cancel_history_read();
     bool history_read_in_flight() const { return job_ != nullptr; }
 

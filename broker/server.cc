@@ -53,6 +53,31 @@ proto::Status Server::bind_sockets(std::vector<int>& fds) {
     int family = res->ai_family;
     freeaddrinfo(res);
 
+    // SO_REUSEPORT would also let a second Herald (same user) join our port and silently take
+    // half the connections. A plain bind first claims the port for this process or fails.
+    {
+        int probe = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe < 0) {
+            return make_error(ErrorCode::kInternal, errno_text("socket"));
+        }
+        int one = 1;
+        setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (::bind(probe, reinterpret_cast<sockaddr*>(&addr), addr_len) != 0) {
+            auto err = make_error(ErrorCode::kInvalidArgument,
+                                  errno_text(("bind " + config_.listen_host + ":" + port).c_str()));
+            ::close(probe);
+            return err;
+        }
+        if (config_.listen_port == 0) {
+            // Port 0: the probe picked a free port; every loop binds that one.
+            getsockname(probe, reinterpret_cast<sockaddr*>(&addr), &addr_len);
+            config_.listen_port = ntohs(family == AF_INET6
+                                            ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
+                                            : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+            port = std::to_string(config_.listen_port);
+        }
+        ::close(probe);
+    }
     // One socket per loop, all bound to the same port with SO_REUSEPORT: the kernel spreads
     // new connections over the loops, no accept lock, no hand-off between threads.
     for (unsigned i = 0; i < config_.threads; ++i) {
@@ -69,14 +94,6 @@ proto::Status Server::bind_sockets(std::vector<int>& fds) {
         if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), addr_len) != 0) {
             return make_error(ErrorCode::kInvalidArgument,
                               errno_text(("bind " + config_.listen_host + ":" + port).c_str()));
-        }
-        if (i == 0 && config_.listen_port == 0) {
-            // Port 0: the first bind picked a port; the other loops join that one.
-            getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &addr_len);
-            config_.listen_port = ntohs(family == AF_INET6
-                                            ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
-                                            : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
-            port = std::to_string(config_.listen_port);
         }
     }
     return proto::ok_status();

@@ -61,10 +61,16 @@ public:
     // Deletes events older than the age limit (no-op without one). Writer thread only.
     virtual proto::Status trim_expired(std::int64_t now_ms) = 0;
 
-    // Events of `topics` with id > after, ascending, at most `limit` (>= 1), read from one
-    // consistent snapshot. Any thread, concurrently with append.
+    // Events of `topics` with id > after, ascending, at most `limit` (>= 1) and, past the first
+    // event, at most about `max_bytes` of data, read from one consistent snapshot. Any thread,
+    // concurrently with append.
     virtual proto::Result<ReadResult> read(std::span<const std::string> topics,
-                                           proto::EventId after, std::size_t limit) const = 0;
+                                           proto::EventId after, std::size_t limit,
+                                           std::size_t max_bytes) const = 0;
+    proto::Result<ReadResult> read(std::span<const std::string> topics, proto::EventId after,
+                                   std::size_t limit) const {
+        return read(topics, after, limit, static_cast<std::size_t>(-1));
+    }
 
     // Makes everything appended so far durable (fsync of the WAL). Writer thread only.
     virtual proto::Status flush() = 0;

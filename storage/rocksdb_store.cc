@@ -262,8 +262,9 @@ public:
     EventId last_id() const override { return last_id_.load(std::memory_order_acquire); }
     proto::Status append(std::span<const proto::Event> batch, Durability durability) override;
     proto::Status trim_expired(std::int64_t now_ms) override;
+    using HistoryStore::read;
     proto::Result<ReadResult> read(std::span<const std::string> topics, EventId after,
-                                   std::size_t limit) const override;
+                                   std::size_t limit, std::size_t max_bytes) const override;
     proto::Status flush() override;
 
 private:
@@ -561,7 +562,7 @@ proto::Status RocksDbStore::trim_expired(std::int64_t now_ms) {
 }
 
 proto::Result<ReadResult> RocksDbStore::read(std::span<const std::string> topics, EventId after,
-                                             std::size_t limit) const {
+                                             std::size_t limit, std::size_t max_bytes) const {
     if (limit == 0) {
         return proto::make_error(ErrorCode::kInvalidArgument, "read: limit must be at least 1");
     }
@@ -651,7 +652,8 @@ proto::Result<ReadResult> RocksDbStore::read(std::span<const std::string> topics
         }
     }
 
-    while (!heads.empty() && result.events.size() < limit) {
+    std::size_t bytes = 0;
+    while (!heads.empty() && result.events.size() < limit && bytes < max_bytes) {
         auto [id, i] = heads.top();
         heads.pop();
         Cursor& c = *cursors[i];
@@ -661,6 +663,7 @@ proto::Result<ReadResult> RocksDbStore::read(std::span<const std::string> topics
         if (!decode_value(c.it->value(), ev)) {
             return corruption("bad event value in topic " + ev.topic);
         }
+        bytes += ev.data.size() + ev.topic.size() + ev.type.size();
         result.events.push_back(std::move(ev));
         c.it->Next();
         if (auto st = advance_head(i); !st) {

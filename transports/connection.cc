@@ -4,6 +4,8 @@
 
 namespace herald::transports {
 
+void Session::on_peer_eof(Connection& conn) { conn.close(); }
+
 struct Connection::WriteReq {
     uv_write_t req{};
     Connection* conn = nullptr;
@@ -96,7 +98,12 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
         return;
     }
     if (nread < 0) {
-        self->close();  // EOF or reset: a streaming subscriber ends here
+        self->pause_reading();
+        if (nread == UV_EOF && self->session_) {
+            self->session_->on_peer_eof(*self);
+        } else {
+            self->close();  // reset: a streaming subscriber ends here
+        }
         return;
     }
     self->ctx_.metrics().bytes_in.add(static_cast<std::size_t>(nread));

@@ -35,6 +35,10 @@ public:
     virtual void on_tick(std::uint64_t /*now_ms*/) {}
     // The broker is stopping: finish promptly, then ask the connection to close.
     virtual void shutdown() = 0;
+    // The peer closed its sending side (or reset). Default: close at once. A session with a
+    // response still due may finish it first (RFC 9112, 9.6: a half-closed client still
+    // reads the answer).
+    virtual void on_peer_eof(Connection& conn);
 };
 
 // Created on accept by a listener; destroyed only from the libuv close callback after close().

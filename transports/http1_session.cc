@@ -379,6 +379,17 @@ void Http1Session::shutdown() {
     }
 }
 
+void Http1Session::on_peer_eof(Connection& conn) {
+    // A half-closed client still reads (RFC 9112, 9.6): finish a response that is due, then
+    // close. A stream has no end to wait for: the peer is taken as gone.
+    if (state_ == State::kHandling && (!exchange_ || exchange_->outlives_peer_eof())) {
+        keep_alive_ = false;
+        pending_in_.clear();
+        return;
+    }
+    conn.close();
+}
+
 void Http1Session::reject_busy() {
     keep_alive_ = false;
     state_ = State::kHandling;

@@ -33,6 +33,7 @@ public:
     void on_drained() override;
     void on_tick(std::uint64_t now_ms) override;
     void shutdown() override;
+    void on_peer_eof(Connection& conn) override;
 
     // ResponseSink
     void start(int status, const HeaderList& headers,

@@ -22,8 +22,8 @@ bool percent_decode(std::string_view in, std::string& out, bool plus_is_space) {
     for (std::size_t i = 0; i < in.size(); ++i) {
         char c = in[i];
         if (c == '%') {
-            if (i + 2 >= in.size() + 0 && i + 2 > in.size() - 1 + 1) {
-                return false;
+            if (in.size() - i < 3) {
+                return false;  // "%" needs two hex digits after it
             }
             int hi = hex_value(in[i + 1]);
             int lo = hex_value(in[i + 2]);

@@ -65,6 +65,9 @@ public:
     virtual void on_tick(std::uint64_t /*now_ms*/) {}
     // The broker is stopping: end the response promptly and cleanly.
     virtual void on_shutdown() = 0;
+    // Whether the response is still worth sending once the peer closed its sending side: a
+    // pending answer is (a half-closed client still reads it), an endless stream is not.
+    virtual bool outlives_peer_eof() const { return true; }
 };
 
 }  // namespace herald::transports

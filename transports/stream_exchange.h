@@ -29,6 +29,7 @@ public:
     void on_drained() override { on_output_drained(); }
     void on_tick(std::uint64_t now_ms) override;
     void on_shutdown() override;
+    bool outlives_peer_eof() const override { return false; }
 
 private:
     void emit(const broker::FramePtr& frame) override;

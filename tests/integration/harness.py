@@ -77,7 +77,8 @@ class Response:
         try:
             return json.loads(self.body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
-            raise AssertionError(f"body of {self.status} response is not JSON: {self.body[:300]!r}") from e
+            raise AssertionError(
+                f"body of {self.status} response is not JSON: {self.body[:300]!r}") from e
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.headers!r} {self.body[:200]!r}>"
@@ -128,8 +129,8 @@ class Broker:
                                      cwd=self.workdir, start_new_session=True)
         self._stopped = False
         self._readers = [
-            threading.Thread(target=self._read_pipe, args=("stdout", self.proc.stdout), daemon=True),
-            threading.Thread(target=self._read_pipe, args=("stderr", self.proc.stderr), daemon=True),
+            threading.Thread(target=self._read_pipe, args=(name, pipe), daemon=True)
+            for name, pipe in (("stdout", self.proc.stdout), ("stderr", self.proc.stderr))
         ]
         for t in self._readers:
             t.start()
@@ -143,13 +144,13 @@ class Broker:
                         return self
                 if self.proc.poll() is not None:
                     self._stopped = True
-                    raise BrokerError(f"herald exited with {self.proc.returncode} before listening:\n"
-                                      + self.output_tail())
+                    raise BrokerError(f"herald exited with {self.proc.returncode} before "
+                                      f"listening:\n{self.output_tail()}")
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self._kill_quietly()
-                    raise BrokerError(f"no 'listening on http://...' line within {START_TIMEOUT} s:\n"
-                                      + self.output_tail())
+                    raise BrokerError(f"no 'listening on http://...' line within "
+                                      f"{START_TIMEOUT} s:\n{self.output_tail()}")
                 self._cond.wait(min(left, 0.05))
 
     def _read_pipe(self, name: str, pipe) -> None:
@@ -246,13 +247,13 @@ class Broker:
         if self.proc is None:
             return problems
         if not self._stopped and self.proc.poll() is not None:
-            problems.append(f"herald died during the test with exit status {self.proc.returncode}:\n"
-                            + self.output_tail())
+            problems.append(f"herald died during the test with exit status "
+                            f"{self.proc.returncode}:\n{self.output_tail()}")
         if self.proc.poll() is None:
             rc, elapsed = self.stop(signal.SIGTERM)
             if rc is None:
-                problems.append(f"herald did not exit within {STOP_TIMEOUT} s of SIGTERM at teardown:\n"
-                                + self.output_tail())
+                problems.append(f"herald did not exit within {STOP_TIMEOUT} s of SIGTERM at "
+                                f"teardown:\n{self.output_tail()}")
         return problems
 
     # -- plain HTTP -----------------------------------------------------------------------
@@ -299,7 +300,8 @@ class Broker:
              **query) -> Response:
         """One long-poll request (transport=poll), held at most ?timeout=1 s unless told
         (timeout=None: no ?timeout=, the broker's default); the HTTP timeout covers the hold."""
-        path = sub_path(topics, transport="poll", since=since, timeout=timeout, limit=limit, **query)
+        path = sub_path(topics, transport="poll", since=since, timeout=timeout, limit=limit,
+                        **query)
         hold = float(timeout) if timeout is not None else 25.0
         return self.get(path, headers=headers, timeout=hold + HTTP_TIMEOUT)
 
@@ -563,7 +565,8 @@ class HTTPStream:
     def _read_head(self, deadline: float):
         while b"\r\n\r\n" not in self._raw:
             if not self._recv(deadline):
-                raise AssertionError(f"no complete response head (eof={self.eof}): {self._raw[:300]!r}")
+                raise AssertionError(
+                    f"no complete response head (eof={self.eof}): {self._raw[:300]!r}")
         head, _, rest = self._raw.partition(b"\r\n\r\n")
         status, reason, headers = _parse_head(head)
         hmap = {k.lower(): v for k, v in headers}
@@ -699,8 +702,9 @@ class Subscriber:
         while True:
             ev = self.next_event(max(0.0, deadline - time.monotonic()))
             if ev is None:
-                raise AssertionError(f"{self.transport}: event {last_id} not seen within {timeout} s; "
-                                     f"got {len(got)} events, last {got[-1]['id'] if got else None}")
+                last = got[-1]["id"] if got else None
+                raise AssertionError(f"{self.transport}: event {last_id} not seen within "
+                                     f"{timeout} s; got {len(got)} events, last {last}")
             got.append(ev)
             if int(ev["id"]) >= int(last_id):
                 return got

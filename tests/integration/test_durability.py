@@ -111,6 +111,18 @@ def test_acknowledged_and_delivered_events_survive_kill_9(broker_factory, durabi
     assert int(new) > seen_max, f"id {new} reused (had {seen_max})"
 
 
+def test_ids_are_not_reused_after_kill_9_even_without_a_log(broker_factory):
+    """--durability none may lose acknowledged events on a crash, but ids are never reused,
+    "also after a restart or a crash": a client holding an acknowledged id must never see it
+    again on a different event."""
+    b = broker_factory("--durability", "none")
+    acked = [int(b.publish("nolog", f"m{i}")) for i in range(50)]
+    b.kill9()
+    b.restart()
+    new = int(b.publish("nolog", "after crash"))
+    assert new > max(acked), f"id {new} reused: ids up to {max(acked)} were acknowledged before"
+
+
 @pytest.mark.parametrize("stop", ["sigterm", "sigkill"])
 def test_ids_keep_increasing_across_restarts_even_after_retention(broker_factory, stop):
     b = broker_factory("--history", "2")

@@ -182,7 +182,8 @@ def test_pipelined_requests_are_answered_in_order(broker):
 
 
 def test_connection_close_request_is_answered_then_closed(broker):
-    res = raw_exchange(broker.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    res = raw_exchange(broker.port,
+                       b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert [r.status for r in res.responses()] == [200] and res.closed, res
 
 
@@ -278,3 +279,113 @@ def test_broker_keeps_serving_after_a_barrage_of_bad_inputs(broker_factory):
     ev = b.publish("after", "ok")
     assert [e["id"] for e in b.poll_json("after", since=0)["events"]] == [ev]
     b.assert_healthy()
+
+
+def test_pipelined_request_after_a_held_poll_waits_its_turn(broker):
+    cur = broker.publish("pp", "m0")
+    reqs = (f"GET /topics/pp?since={cur}&transport=poll&timeout=1 HTTP/1.1\r\nHost: t\r\n\r\n"
+            "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").encode()
+    res = raw_exchange(broker.port, reqs, until_responses=2, timeout=6)
+    resps = res.responses()
+    assert [r.status for r in resps] == [200, 200], res
+    assert resps[0].json() == {"events": [], "last_id": cur}
+    assert resps[1].json() == {"status": "ok"}
+    assert res.elapsed >= 0.8
+
+
+def test_second_poll_on_a_keep_alive_connection(broker):
+    cur = broker.publish("ka2", "m0")
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=5) as s:
+        s.sendall(b"GET /topics/ka2?since=0&transport=poll HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = _read_responses(s, 1)
+        s.sendall(f"GET /topics/ka2?since={cur}&transport=poll&timeout=1 HTTP/1.1\r\n"
+                  "Host: t\r\n\r\n".encode())
+        data = _read_responses(s, 2, data)
+    r1, r2 = parse_responses(data)
+    assert [e["id"] for e in r1.json()["events"]] == [cur]
+    assert r2.json() == {"events": [], "last_id": cur}
+
+
+def test_chunked_body_over_max_body_is_413(broker_factory):
+    b = broker_factory("--max-body", "1024")
+    chunk = b"x" * 600
+    req = (b"POST /topics/big HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+           + b"258\r\n" + chunk + b"\r\n" + b"258\r\n" + chunk + b"\r\n0\r\n\r\n")
+    res = raw_exchange(b.port, req)
+    resps = res.responses()
+    assert resps, res
+    assert_json_error(resps[0], 413)
+    assert res.closed
+    b.assert_healthy()
+    assert b.poll_json("big", since=0)["events"] == []
+
+
+def test_declared_content_length_over_max_body_is_413_without_waiting_for_the_body(broker_factory):
+    b = broker_factory("--max-body", "1024")
+    req = b"POST /topics/big HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\nabc"
+    res = raw_exchange(b.port, req, timeout=5, until_responses=1)
+    resps = res.responses()
+    assert resps, f"no answer within {res.elapsed:.1f} s: {res!r}"
+    assert_json_error(resps[0], 413)
+    assert res.elapsed < 2.0
+    b.assert_healthy()
+
+
+@pytest.mark.parametrize("transport", ["sse", "stream"])
+def test_http_1_0_stream_is_not_chunked_and_ends_with_the_close(broker, transport):
+    ev = broker.publish("old", "for an HTTP/1.0 client")
+    accept = {"sse": "text/event-stream", "stream": "application/x-ndjson"}[transport]
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=5) as s:
+        s.sendall(f"GET /topics/old?transport={transport}&since=0 HTTP/1.0\r\n"
+                  f"Accept: {accept}\r\n\r\n".encode())
+        data = b""
+        deadline = time.monotonic() + 5
+        while b"for an HTTP/1.0 client" not in data and time.monotonic() < deadline:
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            got = s.recv(65536)
+            if not got:
+                break
+            data += got
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0], data[:200]
+    assert b"chunked" not in head.lower(), f"chunked sent to an HTTP/1.0 client: {head!r}"
+    assert ev.encode() in body and b"for an HTTP/1.0 client" in body, body[:300]
+    if transport == "stream":
+        first = [l for l in body.split(b"\n") if l.strip()][0]
+        assert first.startswith(b"{"), body[:100]
+
+
+def _half_closed_exchange(port, request: bytes, timeout=5.0) -> bytes:
+    """Sends `request`, half-closes (shutdown SHUT_WR: "no more requests", as `nc -N` does),
+    and reads until the server closes."""
+    data = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        s.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                got = s.recv(65536)
+            except (socket.timeout, ConnectionResetError):
+                break
+            if not got:
+                break
+            data += got
+    return data
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"POST /topics/hc HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi",
+    b"GET /topics/hc?since=0&transport=poll&timeout=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+], ids=["healthz", "publish", "poll"])
+def test_complete_request_from_a_half_closed_client_is_still_answered(broker, request_bytes):
+    """A client may half-close after its last request (RFC 9293 half-close; RFC 9112 section 9.6
+    has the server answer what it received). A publish must not be committed unacknowledged."""
+    if b"transport=poll" in request_bytes:
+        broker.publish("hc", "already there")
+    resps = parse_responses(_half_closed_exchange(broker.port, request_bytes))
+    assert len(resps) == 1, f"no answer to a complete request before the client's FIN: {resps}"
+    assert resps[0].status in (200, 201), resps[0]
+    broker.assert_healthy()

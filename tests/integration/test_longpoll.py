@@ -1,5 +1,6 @@
 """Long-poll: immediate answers, holding, timeout, limit, and consecutive polls by last_id."""
 
+import socket
 import threading
 import time
 
@@ -75,7 +76,8 @@ def test_event_published_while_held_completes_the_poll_promptly(broker):
     t.join(5)
     assert not t.is_alive(), "poll not completed by the publish"
     assert result["done_at"] - published_at < 1.0
-    assert result["body"]["events"] == [{"id": new, "topic": "lp", "type": "alarm", "data": "wake up"}]
+    assert result["body"]["events"] == [
+        {"id": new, "topic": "lp", "type": "alarm", "data": "wake up"}]
     assert result["body"]["last_id"] == new
 
 
@@ -157,7 +159,6 @@ def test_response_headers(broker):
 
 
 def test_held_poll_of_client_that_went_away_does_not_disturb_others(broker):
-    import socket
     cur = broker.publish("lp", "m0")
     s = socket.create_connection(("127.0.0.1", broker.port), timeout=5)
     s.sendall(f"GET /topics/lp?since={cur}&timeout=20 HTTP/1.1\r\nHost: t\r\n\r\n".encode())
@@ -177,3 +178,27 @@ def test_poll_timeout_default_is_poll_timeout_flag(broker_factory):
     body = b.poll_json("lp", since=cur, timeout=None)
     assert 0.8 <= time.monotonic() - t0 <= 3.0
     assert body["events"] == [] and body["last_id"] == cur
+
+
+def test_limit_above_1000_is_capped_or_rejected(broker):
+    pubs = [Publisher(broker, "cap", 260, prefix=f"p{k}-") for k in range(4)]
+    for p in pubs:
+        p.start()
+    for p in pubs:
+        p.finish()
+    r = broker.poll("cap", since=0, limit=5000)
+    if r.status == 400:
+        assert_json_error(r, 400)
+        return
+    assert r.status == 200
+    assert len(r.json()["events"]) == 1000, "max 1000 events per poll"
+
+
+def test_last_id_of_a_cursor_past_the_newest_event_loses_nothing_next(broker):
+    ids = [broker.publish("ahead", f"m{i}") for i in range(2)]
+    body = broker.poll_json("ahead", since=int(ids[-1]) + 1000, timeout=1)
+    assert body["events"] == []
+    new = broker.publish("ahead", "next")
+    body2 = broker.poll_json("ahead", since=body["last_id"], timeout=2)
+    assert [e["id"] for e in body2["events"]] == [new], \
+        f"last_id {body['last_id']} of a poll past the newest event skips the next event"

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from harness import (TRANSPORTS, HTTPStream, assert_json_error, herald_bin, herald_cli,
-                     metric_samples, metric_values, open_subscriber)
+from harness import (TRANSPORTS, BrokerError, HTTPStream, assert_json_error, herald_bin,
+                     herald_cli, metric_samples, metric_values, open_subscriber)
 
 
 def test_healthz_is_200_ok_json(broker):
@@ -63,7 +63,8 @@ def test_subscriber_metrics_are_per_transport(broker):
 
 def test_metrics_is_valid_prometheus_text(broker):
     text = _metrics(broker)
-    sample = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})?'
+    sample = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*'
+                        r'(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})?'
                         r' [-+0-9.eEInfa]+( -?[0-9]+)?$')
     for line in text.splitlines():
         if not line or line.startswith("# HELP ") or line.startswith("# TYPE "):
@@ -124,7 +125,8 @@ def _assert_preflight_allows(pre, origin_value):
     assert pre.header("Access-Control-Allow-Origin") == origin_value, pre.headers
     methods = {m.strip() for m in (pre.header("Access-Control-Allow-Methods") or "").split(",")}
     assert {"GET", "POST", "OPTIONS"} <= methods, pre.headers
-    allowed = {h.strip().lower() for h in (pre.header("Access-Control-Allow-Headers") or "").split(",")}
+    allowed = {h.strip().lower()
+               for h in (pre.header("Access-Control-Allow-Headers") or "").split(",")}
     assert {"content-type", "last-event-id", "accept", "cache-control"} <= allowed, pre.headers
     max_age = pre.header("Access-Control-Max-Age")
     assert max_age is not None and max_age.isdigit(), pre.headers
@@ -141,6 +143,14 @@ def test_cors_listed_origin_preflight_and_request(broker_factory):
     assert "origin" in (r.header("Vary") or "").lower(), r.headers
     g = b.get("/topics/x?since=0", headers={"Origin": "http://a.example"})
     assert g.header("Access-Control-Allow-Origin") == "http://a.example"
+
+
+def test_cors_headers_on_error_responses_too(broker_factory):
+    b = broker_factory("--cors-origins", "http://a.example")
+    for r in (b.get("/nope", headers={"Origin": "http://a.example"}),
+              b.publish_raw("a//b", "x", headers={"Origin": "http://a.example"})):
+        assert r.status in (400, 404)
+        assert r.header("Access-Control-Allow-Origin") == "http://a.example", r
 
 
 def test_cors_unlisted_origin_gets_no_allow_origin(broker_factory):
@@ -166,7 +176,8 @@ def test_cors_star_allows_any_origin(broker_factory):
 
 def test_cors_headers_on_sse_stream(broker_factory):
     b = broker_factory("--cors-origins", "http://a.example")
-    s = HTTPStream(b.port, "/topics/cs", {"Accept": "text/event-stream", "Origin": "http://a.example"})
+    s = HTTPStream(b.port, "/topics/cs",
+                   {"Accept": "text/event-stream", "Origin": "http://a.example"})
     try:
         assert s.status == 200
         assert s.header("Access-Control-Allow-Origin") == "http://a.example", s.headers
@@ -234,13 +245,15 @@ def cli():
 
 def _run_cli(cli, *args, timeout=15):
     p = subprocess.run([cli, *args], capture_output=True, timeout=timeout)
-    assert p.returncode == 0, f"herald-cli {' '.join(args)}: exit {p.returncode}\n{p.stderr.decode()}"
+    assert p.returncode == 0, \
+        f"herald-cli {' '.join(args)}: exit {p.returncode}\n{p.stderr.decode()}"
     return p.stdout.decode("utf-8")
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_cli_pub_then_sub_since_0_prints_the_event(broker, cli, transport):
-    out = _run_cli(cli, "pub", "cli/t", "hello from cli ✓", "--type", "greeting", "--url", broker.url)
+    out = _run_cli(cli, "pub", "cli/t", "hello from cli ✓", "--type", "greeting",
+                   "--url", broker.url)
     acked = json.loads(out.strip())
     assert acked["topic"] == "cli/t" and acked["id"].isdigit()
     out = _run_cli(cli, "sub", "cli/t", "--since", "0", "--transport", transport, "--url",
@@ -259,3 +272,25 @@ def test_cli_sub_two_topics_counts_events(broker, cli):
                    "--count", "3", "--timeout", "5")
     got = [json.loads(l)["id"] for l in out.splitlines() if l.strip()]
     assert got == ids
+
+
+def test_second_broker_on_the_same_data_dir_fails_to_start(broker, workdir):
+    p = subprocess.run([herald_bin(), "--listen", "127.0.0.1:0", "--data", broker.data_dir],
+                       capture_output=True, timeout=10, cwd=workdir)
+    assert p.returncode != 0, p.stdout
+    broker.assert_healthy()
+
+
+def test_listen_on_a_port_in_use_fails_to_start(broker_factory, broker):
+    """A second broker (other data dir) asked for a port that is taken must not start: with
+    SO_REUSEPORT it would silently take half of the first one's connections."""
+    second = broker_factory(start=False)
+    try:
+        second.start(broker.port)
+    except BrokerError:
+        pass  # exited before listening: what we want
+    else:
+        second.stop()
+        pytest.fail(f"a second herald also listens on port {broker.port}:\n{second.output_tail()}")
+    assert second.proc.returncode != 0
+    broker.assert_healthy()

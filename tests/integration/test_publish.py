@@ -1,5 +1,11 @@
 """POST /topics/{topic}: acknowledgement, ids, validation of topic, type and data, errors."""
 
+import json
+import os
+import shutil
+import subprocess
+import time
+
 import pytest
 
 from harness import assert_json_error, parse_responses, raw_exchange
@@ -183,16 +189,13 @@ def test_keep_alive_publishes_on_one_connection(broker):
     assert [r.status for r in resps] == [201] * 5, res
     ids = [int(r.json()["id"]) for r in resps]
     assert ids == sorted(ids) and len(set(ids)) == 5
-    assert [e["data"] for e in broker.poll_json("ka", since=0)["events"]] == [f"m{i}" for i in range(5)]
+    stored = broker.poll_json("ka", since=0)["events"]
+    assert [e["data"] for e in stored] == [f"m{i}" for i in range(5)]
 
 
 def test_curl_publish_of_a_larger_body_is_not_delayed_by_expect_100_continue(broker, workdir):
     """curl sends `Expect: 100-continue` for larger bodies and waits up to 1 s for the interim
     100 answer before sending the body anyway."""
-    import os
-    import shutil
-    import subprocess
-    import time
     curl = shutil.which("curl")
     if curl is None:
         pytest.skip("curl not installed")
@@ -205,7 +208,6 @@ def test_curl_publish_of_a_larger_body_is_not_delayed_by_expect_100_continue(bro
                        capture_output=True, timeout=10)
     elapsed = time.monotonic() - t0
     assert p.returncode == 0, p.stderr
-    import json
     ack = json.loads(p.stdout)
     assert ack["topic"] == "curl"
     assert elapsed < 0.9, f"publish took {elapsed:.2f} s: no 100 Continue sent"

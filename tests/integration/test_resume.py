@@ -125,20 +125,23 @@ def test_multi_topic_resume_with_one_id(broker, transport, cursor):
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("cursor", ["since-0", "mid-history"])
-def test_replay_to_live_seam_has_no_gap_or_duplicate(broker, transport, cursor):
+@pytest.mark.parametrize("topics", [["seam"], ["seam/a", "seam/b"]],
+                         ids=["one-topic", "two-topics"])
+def test_replay_to_live_seam_has_no_gap_or_duplicate(broker, transport, cursor, topics):
     """Two publisher threads keep publishing while the subscription starts, so the switch from
     replay to live happens under load."""
-    before = _publish_n(broker, "seam", 20, prefix="pre")
-    pubs = [Publisher(broker, "seam", None, signal_after=5, prefix=f"p{k}-") for k in range(2)]
+    before = [broker.publish(topics[i % len(topics)], f"pre{i}") for i in range(20)]
+    pubs = [Publisher(broker, topics[k % len(topics)], None, signal_after=5, prefix=f"p{k}-")
+            for k in range(2)]
     for p in pubs:
         p.start()
     for p in pubs:
         p.started_publishing.wait(10)
     if cursor == "since-0":
-        sub = open_subscriber(broker, transport, "seam", since=0)
+        sub = open_subscriber(broker, transport, topics, since=0)
         expect_from = 0
     else:
-        sub = open_subscriber(broker, transport, "seam", last_event_id=before[9])
+        sub = open_subscriber(broker, transport, topics, last_event_id=before[9])
         expect_from = 10
     at_open = sum(len(p.ids) for p in pubs)
     time.sleep(0.5)  # keep publishing after the subscription started
@@ -205,7 +208,8 @@ def test_cursor_older_than_history_gets_truncation_signal_before_replay(broker_f
     sub = open_subscriber(b, transport, "tr", since=ids[1])
     try:
         first = sub.next_item(5)
-        assert first is not None and first[0] == "truncated", f"expected the signal first: {sub.seq}"
+        assert first is not None and first[0] == "truncated", \
+            f"expected the signal first: {sub.seq}"
         assert _signal_body(sub, dict(first[1])) == _expected_signal("tr", ids[1], ids[5])
         evs = sub.events(5)
         assert [e["id"] for e in evs] == ids[5:]
