@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <charconv>
-#include <iomanip>
 #include <sched.h>
 #include <fstream>
+#include <iomanip>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -43,6 +43,16 @@ constexpr Flag kFlags[] = {
     {"subscriber-queue-bytes", "BYTES", "queued bytes per subscriber before it catches up from "
                                         "history (default 1048576)"},
     {"cors-origins", "LIST", "comma-separated allowed origins, or * (default: none)"},
+    {"ws-allowed-origins", "LIST", "Origins allowed to open a WebSocket, or * (default: as "
+                                   "--cors-origins; same-origin and no Origin always pass)"},
+    {"ws-max-message", "BYTES", "largest WebSocket message accepted (default 1048576)"},
+    {"ws-ping-interval", "SECONDS", "ping an idle WebSocket after this; close it if no pong "
+                                    "within as long again (default 30)"},
+    {"tls-listen", "HOST:PORT", "also serve HTTPS here, HTTP/2 and HTTP/1.1 by ALPN (default: "
+                                "off)"},
+    {"tls-cert", "PEM", "certificate chain for --tls-listen (reloaded on SIGHUP)"},
+    {"tls-key", "PEM", "private key for --tls-listen (reloaded on SIGHUP)"},
+    {"h2-max-streams", "N", "concurrent HTTP/2 streams per connection (default 1000)"},
     {"config", "FILE", "JSON object with the same keys as these flags"},
 };
 
@@ -60,6 +70,7 @@ template <typename T> proto::Result<T> parse_number(const std::string& key, cons
     T out{};
     const char* end = v.data() + v.size();
     auto [p, ec] = std::from_chars(v.data(), end, out);
+    // Written so that NaN (which from_chars accepts for floating types) is out of range too.
     if (ec != std::errc() || p != end || !(out >= min && out <= max)) {
         std::ostringstream msg;
         msg << "--" << key << ": expected a number from " << min << " to " << max << ", got '"
@@ -69,22 +80,38 @@ template <typename T> proto::Result<T> parse_number(const std::string& key, cons
     return out;
 }
 
-proto::Status parse_listen(const std::string& v, Config& c) {
+proto::Status parse_listen(const std::string& key, const std::string& v, std::string& out_host,
+                           std::uint16_t& out_port) {
     auto colon = v.rfind(':');
     if (colon == std::string::npos || colon == 0) {
-        return make_error(ErrorCode::kInvalidArgument, "--listen: expected HOST:PORT");
+        return make_error(ErrorCode::kInvalidArgument, "--" + key + ": expected HOST:PORT");
     }
     std::string host = v.substr(0, colon);
     if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
         host = host.substr(1, host.size() - 2);
     }
-    auto port = parse_number<unsigned>("listen", v.substr(colon + 1), 0, 65535);
+    auto port = parse_number<unsigned>(key, v.substr(colon + 1), 0, 65535);
     if (!port) {
         return port.error();
     }
-    c.listen_host = host;
-    c.listen_port = static_cast<std::uint16_t>(*port);
+    out_host = host;
+    out_port = static_cast<std::uint16_t>(*port);
     return proto::ok_status();
+}
+
+// A comma-separated list, items trimmed, empty items dropped.
+std::vector<std::string> split_list(const std::string& value) {
+    std::vector<std::string> out;
+    std::stringstream ss(value);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+        auto b = item.find_first_not_of(" \t");
+        auto e = item.find_last_not_of(" \t");
+        if (b != std::string::npos) {
+            out.push_back(item.substr(b, e - b + 1));
+        }
+    }
+    return out;
 }
 
 #define HERALD_NUM(field, type, lo, hi)                                                           \
@@ -99,7 +126,15 @@ proto::Status parse_listen(const std::string& v, Config& c) {
 proto::Status apply(const std::string& key, const std::string& value, Config& c) {
     constexpr double kDay = 86400;
     if (key == "listen") {
-        return parse_listen(value, c);
+        return parse_listen(key, value, c.listen_host, c.listen_port);
+    } else if (key == "tls-listen") {
+        return parse_listen(key, value, c.tls_listen_host, c.tls_listen_port);
+    } else if (key == "tls-cert") {
+        c.tls_cert = value;
+    } else if (key == "tls-key") {
+        c.tls_key = value;
+    } else if (key == "h2-max-streams") {
+        HERALD_NUM(h2_max_streams, std::uint32_t, 1, 100000);
     } else if (key == "data") {
         if (value.empty()) {
             return make_error(ErrorCode::kInvalidArgument, "--data: empty path");
@@ -151,16 +186,13 @@ proto::Status apply(const std::string& key, const std::string& value, Config& c)
     } else if (key == "subscriber-queue-bytes") {
         HERALD_NUM(subscriber_queue_bytes, std::size_t, 4096, std::size_t{1} << 30);
     } else if (key == "cors-origins") {
-        c.cors_origins.clear();
-        std::stringstream ss(value);
-        std::string item;
-        while (std::getline(ss, item, ',')) {
-            auto b = item.find_first_not_of(" \t");
-            auto e = item.find_last_not_of(" \t");
-            if (b != std::string::npos) {
-                c.cors_origins.push_back(item.substr(b, e - b + 1));
-            }
-        }
+        c.cors_origins = split_list(value);
+    } else if (key == "ws-allowed-origins") {
+        c.ws_allowed_origins = split_list(value);
+    } else if (key == "ws-max-message") {
+        HERALD_NUM(ws_max_message, std::size_t, 125, std::size_t{64} << 20);
+    } else if (key == "ws-ping-interval") {
+        HERALD_NUM(ws_ping_interval_s, double, 0.1, kDay);
     } else {
         return make_error(ErrorCode::kInvalidArgument, "unknown option --" + key);
     }
@@ -188,6 +220,7 @@ proto::Status read_config_file(const std::string& path, std::map<std::string, st
         } else if (v.is_number_integer() || v.is_number_unsigned()) {
             out[key] = v.dump();
         } else if (v.is_number_float()) {
+            // 17 significant digits round-trip any double (integral ones below 1e17 print as such).
             std::ostringstream s;
             s << std::setprecision(17) << v.get<double>();
             out[key] = s.str();
@@ -258,6 +291,10 @@ proto::Result<Config> parse_config(int argc, const char* const* argv) {
         if (auto st = apply(k, v, c); !st) {
             return st.error();
         }
+    }
+    if (!c.tls_listen_host.empty() && (c.tls_cert.empty() || c.tls_key.empty())) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "--tls-listen needs --tls-cert and --tls-key");
     }
     if (c.threads == 0) {
         // The CPUs we may run on (taskset, cpusets), not all the machine has.

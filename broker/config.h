@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,16 @@ struct Config {
     std::size_t max_topics = 64;
     std::size_t subscriber_queue_bytes = 1 << 20;
     std::vector<std::string> cors_origins;  // empty: none; "*": any
+    // HTTPS (docs/http2-tls.md): off while tls_listen_host is empty.
+    std::string tls_listen_host;
+    std::uint16_t tls_listen_port = 0;
+    std::string tls_cert;
+    std::string tls_key;
+    std::uint32_t h2_max_streams = 1000;  // SETTINGS_MAX_CONCURRENT_STREAMS
+    // WebSocket (docs/pubsub-subprotocol.md).
+    std::optional<std::vector<std::string>> ws_allowed_origins;  // unset: like cors_origins
+    std::size_t ws_max_message = 1 << 20;
+    double ws_ping_interval_s = 30;
 
     bool show_help = false;
 };

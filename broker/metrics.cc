@@ -12,6 +12,8 @@ const char* transport_name(TransportKind t) {
         return "stream";
     case TransportKind::kPoll:
         return "poll";
+    case TransportKind::kWs:
+        return "ws";
     case TransportKind::kCount:
         break;
     }
@@ -93,6 +95,17 @@ std::string render_metrics(const std::vector<const LoopMetrics*>& loops,
         {"herald_truncations_total", "counter",
          "Truncation signals sent (cursor older than retained history).",
          [](const LoopMetrics& m) -> const Counter& { return m.truncations; }},
+        {"herald_h2_connections", "gauge", "Open client connections speaking HTTP/2.",
+         [](const LoopMetrics& m) -> const Counter& { return m.h2_connections; }},
+        {"herald_h2_streams", "gauge", "Open HTTP/2 streams.",
+         [](const LoopMetrics& m) -> const Counter& { return m.h2_streams; }},
+        {"herald_h2_streams_total", "counter", "HTTP/2 streams opened by clients.",
+         [](const LoopMetrics& m) -> const Counter& { return m.h2_streams_total; }},
+        {"herald_tls_connections", "gauge", "Open TLS client connections.",
+         [](const LoopMetrics& m) -> const Counter& { return m.tls_connections; }},
+        {"herald_tls_handshake_errors_total", "counter",
+         "TLS handshakes that failed or did not finish in time.",
+         [](const LoopMetrics& m) -> const Counter& { return m.tls_handshake_errors; }},
     };
     for (const auto& s : kSimple) {
         header(out, s.name, s.type, s.help);

@@ -21,7 +21,8 @@ private:
     std::atomic<std::uint64_t> v_{0};
 };
 
-enum class TransportKind : unsigned char { kSse, kStream, kPoll, kCount };
+// kWs counts WebSocket subscriptions (one per subscribed topic of a socket).
+enum class TransportKind : unsigned char { kSse, kStream, kPoll, kWs, kCount };
 const char* transport_name(TransportKind t);
 
 // One event loop's metrics. Written by that loop's thread only.
@@ -39,6 +40,11 @@ struct LoopMetrics {
     Counter catchups;  // slow subscribers switched from live to history
     Counter truncations;
     Counter http_errors;  // 4xx/5xx answers
+    Counter h2_connections;        // gauge: connections speaking HTTP/2
+    Counter h2_streams;            // gauge: open HTTP/2 streams
+    Counter h2_streams_total;      // HTTP/2 streams opened
+    Counter tls_connections;       // gauge
+    Counter tls_handshake_errors;  // failed or timed-out TLS handshakes
 };
 
 // The sequencer's metrics. Written by the storage thread only.

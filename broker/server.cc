@@ -26,7 +26,12 @@ sigset_t stop_signals() {
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     return set;
+}
+
+std::string url_host(const std::string& host) {
+    return host.find(':') != std::string::npos ? "[" + host + "]" : host;
 }
 
 }  // namespace
@@ -35,17 +40,18 @@ Server::Server(Config config) : config_(std::move(config)) {}
 
 Server::~Server() { stop(); }
 
-proto::Status Server::bind_sockets(std::vector<int>& fds) {
+proto::Status Server::bind_sockets(const std::string& host, std::uint16_t& port_number,
+                                   std::vector<int>& fds) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     addrinfo* res = nullptr;
-    std::string port = std::to_string(config_.listen_port);
-    int gai = getaddrinfo(config_.listen_host.c_str(), port.c_str(), &hints, &res);
+    std::string port = std::to_string(port_number);
+    int gai = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
     if (gai != 0 || res == nullptr) {
         return make_error(ErrorCode::kInvalidArgument,
-                          "cannot resolve " + config_.listen_host + ": " + gai_strerror(gai));
+                          "cannot resolve " + host + ": " + gai_strerror(gai));
     }
     sockaddr_storage addr{};
     std::memcpy(&addr, res->ai_addr, res->ai_addrlen);
@@ -64,17 +70,17 @@ proto::Status Server::bind_sockets(std::vector<int>& fds) {
         setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         if (::bind(probe, reinterpret_cast<sockaddr*>(&addr), addr_len) != 0) {
             auto err = make_error(ErrorCode::kInvalidArgument,
-                                  errno_text(("bind " + config_.listen_host + ":" + port).c_str()));
+                                  errno_text(("bind " + host + ":" + port).c_str()));
             ::close(probe);
             return err;
         }
-        if (config_.listen_port == 0) {
+        if (port_number == 0) {
             // Port 0: the probe picked a free port; every loop binds that one.
             getsockname(probe, reinterpret_cast<sockaddr*>(&addr), &addr_len);
-            config_.listen_port = ntohs(family == AF_INET6
-                                            ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
-                                            : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
-            port = std::to_string(config_.listen_port);
+            port_number = ntohs(family == AF_INET6
+                                    ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
+                                    : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+            port = std::to_string(port_number);
         }
         ::close(probe);
     }
@@ -93,7 +99,7 @@ proto::Status Server::bind_sockets(std::vector<int>& fds) {
         }
         if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), addr_len) != 0) {
             return make_error(ErrorCode::kInvalidArgument,
-                              errno_text(("bind " + config_.listen_host + ":" + port).c_str()));
+                              errno_text(("bind " + host + ":" + port).c_str()));
         }
     }
     return proto::ok_status();
@@ -112,12 +118,27 @@ proto::Status Server::start() {
     store_ = std::move(store).value();
     sequencer_ = std::make_unique<Sequencer>(*store_, config_.durability,
                                              config_.retention.max_age_ms, storage_metrics_);
+    if (!config_.tls_listen_host.empty()) {
+        auto tls = transports::TlsContext::load(config_.tls_cert, config_.tls_key);
+        if (!tls) {
+            return tls.error();
+        }
+        tls_ = std::move(tls).value();
+    }
     std::vector<int> fds;
-    if (auto st = bind_sockets(fds); !st) {
+    std::vector<int> tls_fds;
+    auto bound = bind_sockets(config_.listen_host, config_.listen_port, fds);
+    if (bound && tls_) {
+        bound = bind_sockets(config_.tls_listen_host, config_.tls_listen_port, tls_fds);
+    }
+    if (!bound) {
         for (int fd : fds) {
             ::close(fd);
         }
-        return st;
+        for (int fd : tls_fds) {
+            ::close(fd);
+        }
+        return bound;
     }
     shared_.config = &config_;
     shared_.sequencer = sequencer_.get();
@@ -132,18 +153,25 @@ proto::Status Server::start() {
         if (int rc = workers_[i]->listen_on(fds[i]); rc != 0) {
             return make_error(ErrorCode::kInternal, std::string("listen: ") + uv_strerror(rc));
         }
+        if (tls_) {
+            if (int rc = workers_[i]->listen_tls_on(tls_fds[i], tls_.get()); rc != 0) {
+                return make_error(ErrorCode::kInternal, std::string("listen: ") + uv_strerror(rc));
+            }
+        }
     }
     sequencer_->start();
     for (auto& w : workers_) {
         w->start();
     }
     started_ = true;
-    std::string host = config_.listen_host.find(':') != std::string::npos
-                           ? "[" + config_.listen_host + "]"
-                           : config_.listen_host;
+    std::string host = url_host(config_.listen_host);
     std::printf("herald listening on http://%s:%u (%u threads, data in %s, last id %llu)\n",
                 host.c_str(), config_.listen_port, config_.threads, config_.data_dir.c_str(),
                 static_cast<unsigned long long>(store_->last_id()));
+    if (tls_) {
+        std::printf("herald listening on https://%s:%u (HTTP/2 and HTTP/1.1 by ALPN)\n",
+                    url_host(config_.tls_listen_host).c_str(), config_.tls_listen_port);
+    }
     std::fflush(stdout);
     return proto::ok_status();
 }
@@ -151,7 +179,19 @@ proto::Status Server::start() {
 void Server::run() {
     sigset_t set = stop_signals();
     int sig = 0;
-    sigwait(&set, &sig);
+    while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+        if (!tls_) {
+            continue;
+        }
+        // New connections get the new certificate; open ones keep theirs.
+        if (auto st = tls_->reload(); st) {
+            std::printf("herald: SIGHUP: TLS certificate reloaded\n");
+        } else {
+            std::printf("herald: SIGHUP: TLS certificate not reloaded: %s\n",
+                        st.error().detail.c_str());
+        }
+        std::fflush(stdout);
+    }
     std::printf("herald: %s received, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     std::fflush(stdout);
     stop();

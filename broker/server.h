@@ -12,6 +12,7 @@
 #include "broker/server_worker.h"
 #include "proto/result.h"
 #include "storage/history_store.h"
+#include "transports/tls.h"
 
 namespace herald::broker {
 
@@ -28,16 +29,20 @@ public:
     proto::Status start();
     // Blocks until SIGTERM or SIGINT, then stops gracefully: new connections are refused,
     // open streams end cleanly, queued publishes are committed, the history is flushed.
+    // SIGHUP meanwhile reloads the TLS certificate and key.
     void run();
 
 private:
-    proto::Status bind_sockets(std::vector<int>& fds);
+    // One socket per loop on host:port; port 0 becomes the port the kernel chose.
+    proto::Status bind_sockets(const std::string& host, std::uint16_t& port,
+                               std::vector<int>& fds);
     void stop();
 
     Config config_;
     std::unique_ptr<storage::HistoryStore> store_;
     StorageMetrics storage_metrics_;
     std::unique_ptr<Sequencer> sequencer_;
+    std::unique_ptr<transports::TlsContext> tls_;  // with --tls-listen; outlives the workers
     Shared shared_;
     std::atomic<std::size_t> open_connections_{0};
     std::vector<std::unique_ptr<Worker>> workers_;

@@ -40,6 +40,10 @@ Worker::~Worker() {
 
 int Worker::listen_on(int fd) { return listener_->listen_on(fd); }
 
+int Worker::listen_tls_on(int fd, const transports::TlsContext* tls) {
+    return listener_->listen_tls_on(fd, tls);
+}
+
 void Worker::start() {
     uv_timer_start(&tick_, &Worker::on_tick, kTickMs, kTickMs);
     uv_check_start(&check_, &Worker::on_turn_end);

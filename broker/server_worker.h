@@ -25,6 +25,8 @@ public:
 
     // Takes ownership of a bound socket and listens on it. 0 or a libuv error code.
     int listen_on(int fd);
+    // The same for the TLS port; `tls` outlives the worker.
+    int listen_tls_on(int fd, const transports::TlsContext* tls);
     void start();
     // Graceful stop: no new connections, open responses end cleanly, then the loop exits.
     void request_stop();

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "proto/ws.h"
+
 namespace herald::proto {
 
 namespace {
@@ -196,6 +198,8 @@ std::string encode(const Event& ev, WireFormat format) {
         return encode_ndjson(ev);
     case WireFormat::kPollJson:
         return encode_event_json(ev);
+    case WireFormat::kWsEvent:
+        return ws::encode_event_frame(ev);
     case WireFormat::kCount:
         break;
     }

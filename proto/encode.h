@@ -14,7 +14,8 @@ enum class WireFormat : unsigned char {
     kSse = 0,     // text/event-stream frame
     kNdjson = 1,  // one JSON object + "\n"
     kPollJson = 2,  // one JSON object, no newline (an element of the long-poll "events" array)
-    kCount = 3,
+    kWsEvent = 3,   // a complete WebSocket text frame of the pubsub "event" op (proto/ws.h)
+    kCount = 4,
 };
 
 // Appends `s` as a JSON string literal (with quotes). `s` must be valid UTF-8; control
@@ -33,7 +34,7 @@ std::string encode_sse(const Event& ev);
 // NDJSON line: encode_event_json(ev) + "\n".
 std::string encode_ndjson(const Event& ev);
 
-// Encodes for a wire format (kPollJson = encode_event_json).
+// Encodes for a wire format (kPollJson = encode_event_json, kWsEvent = ws::encode_event_frame).
 std::string encode(const Event& ev, WireFormat format);
 
 // The documented truncation signal: the subscriber's cursor `since` is older than the

@@ -10,7 +10,9 @@ pkgs=(
   libnghttp2-dev libwslay-dev
 )
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(curl python3 python3-pytest ca-certificates procps chromium nodejs)
+  pkgs+=(curl python3 python3-pytest python3-websockets ca-certificates procps chromium nodejs)
+  # HTTP/2 and TLS tests: python-h2, nghttp / h2load, openssl for a self-signed certificate.
+  pkgs+=(python3-h2 nghttp2-client openssl)
   # NodeSource's nodejs bundles npm; Debian's does not.
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 fi

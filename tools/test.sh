@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install-deps.sh --test
 npm ci --prefix tests/browser --no-audit --no-fund
+npm ci --prefix tests/ws-node --no-audit --no-fund
 build=build
 args=(-DCMAKE_BUILD_TYPE=Release -DHERALD_WERROR=ON)
 if [ -n "${HERALD_SANITIZE:-}" ]; then

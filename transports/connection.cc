@@ -1,8 +1,18 @@
 #include "transports/connection.h"
 
 #include <atomic>
+#include <cassert>
+#include <cstdio>
+
+#include "transports/tls.h"
 
 namespace herald::transports {
+
+namespace {
+// Plaintext pieces smaller than this are gathered into one TLS record rather than each
+// becoming a record of its own (an HTTP/2 frame header is 9 bytes).
+constexpr std::size_t kTlsGather = 4096;
+}  // namespace
 
 void Session::on_peer_eof(Connection& conn) { conn.close(); }
 
@@ -20,7 +30,11 @@ Connection::Connection(broker::LoopContext& ctx, ConnectionList& list) : ctx_(ct
     tcp_.data = this;
 }
 
-Connection::~Connection() = default;
+Connection::~Connection() {
+    if (tls_) {
+        ctx_.metrics().tls_connections.sub();
+    }
+}
 
 void Connection::start(std::unique_ptr<Session> session) {
     session_ = std::move(session);
@@ -28,6 +42,19 @@ void Connection::start(std::unique_ptr<Session> session) {
     // (Nagle's algorithm against delayed ACKs).
     uv_tcp_nodelay(&tcp_, 1);
     last_progress_ms_ = ctx_.now_ms();
+    resume_reading();
+}
+
+void Connection::start_tls(std::unique_ptr<TlsChannel> tls, SessionFactory make_session) {
+    tls_ = std::move(tls);
+    make_session_ = make_session;
+    uv_tcp_nodelay(&tcp_, 1);
+    last_progress_ms_ = ctx_.now_ms();
+    // A client that connects and never finishes the handshake holds a socket: same limit as
+    // for a request that never completes.
+    handshake_deadline_ms_ =
+        ctx_.now_ms() + static_cast<std::uint64_t>(ctx_.config().request_timeout_s * 1000);
+    ctx_.metrics().tls_connections.add();
     resume_reading();
 }
 
@@ -58,7 +85,9 @@ void Connection::close() {
 void Connection::close_after_flush() {
     close_after_flush_ = true;
     pause_reading();
-    if (out_.empty() && inflight_bytes_ == 0) {
+    if (tls_ && (tls_->handshake_done() || tls_->output_size() > 0)) {
+        want_turn_end();  // the next flush ends with a close_notify (or handshake) alert
+    } else if (out_.empty() && inflight_bytes_ == 0) {
         close();
     } else {
         want_turn_end();
@@ -107,7 +136,57 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
         return;
     }
     self->ctx_.metrics().bytes_in.add(static_cast<std::size_t>(nread));
-    self->deliver(buf->base, static_cast<std::size_t>(nread));
+    if (self->tls_) {
+        self->on_tls_data(buf->base, static_cast<std::size_t>(nread));
+    } else {
+        self->deliver(buf->base, static_cast<std::size_t>(nread));
+    }
+}
+
+void Connection::on_tls_data(const char* data, std::size_t len) {
+    // The ciphertext is copied into the engine, so the loop's read buffer is free again for
+    // the plaintext.
+    tls_->feed(data, len);
+    if (!tls_->handshake_done()) {
+        auto st = tls_->handshake();
+        if (st == TlsChannel::Status::kWantMore) {
+            if (tls_->output_size() > 0) {
+                want_turn_end();
+            }
+            return;
+        }
+        if (st != TlsChannel::Status::kOk) {
+            ctx_.metrics().tls_handshake_errors.add();
+            // The alert, if the engine wrote one, tells the client why.
+            close_after_flush();
+            return;
+        }
+        handshake_deadline_ms_ = 0;
+        session_ = make_session_(*this, tls_->alpn());
+        if (!session_) {
+            close();
+            return;
+        }
+        want_turn_end();  // the handshake's last flight
+    }
+    char* buf = ctx_.read_buffer();
+    const std::size_t cap = ctx_.read_buffer_size();
+    while (!closing_ && !close_after_flush_) {
+        std::size_t n = 0;
+        auto st = tls_->read(buf, cap, &n);
+        if (st == TlsChannel::Status::kOk) {
+            deliver(buf, n);
+            continue;
+        }
+        if (st == TlsChannel::Status::kClosed || st == TlsChannel::Status::kError) {
+            close();  // close_notify or a broken record: like EOF or a reset
+            return;
+        }
+        break;
+    }
+    if (!closing_ && tls_->output_size() > 0) {
+        want_turn_end();  // e.g. session tickets, a key update
+    }
 }
 
 void Connection::deliver(const char* data, std::size_t len) {
@@ -127,8 +206,20 @@ void Connection::queue(broker::FramePtr frame) {
     if (closing_ || frame->bytes.empty()) {
         return;
     }
-    out_bytes_ += frame->bytes.size();
-    out_.push_back(Piece{std::move(frame), 0, 0});
+    const auto len = static_cast<std::uint32_t>(frame->bytes.size());
+    out_bytes_ += len;
+    out_.push_back(Piece{std::move(frame), 0, len});
+    want_turn_end();
+}
+
+void Connection::queue_slice(broker::FramePtr frame, std::size_t offset, std::size_t len) {
+    if (closing_ || len == 0) {
+        return;
+    }
+    assert(offset + len <= frame->bytes.size());
+    out_bytes_ += len;
+    out_.push_back(Piece{std::move(frame), static_cast<std::uint32_t>(offset),
+                         static_cast<std::uint32_t>(len)});
     want_turn_end();
 }
 
@@ -166,6 +257,10 @@ void Connection::on_turn_end() {
 }
 
 void Connection::flush() {
+    if (tls_) {
+        flush_tls();
+        return;
+    }
     if (out_.empty()) {
         return;
     }
@@ -178,18 +273,66 @@ void Connection::flush() {
     w->bufs.reserve(out_.size());
     for (auto& p : out_) {
         if (p.frame) {
-            const auto& b = p.frame->bytes;
-            w->bufs.push_back(
-                uv_buf_init(const_cast<char*>(b.data()), static_cast<unsigned>(b.size())));
-            w->bytes += b.size();
+            w->bufs.push_back(uv_buf_init(const_cast<char*>(p.frame->bytes.data()) + p.at, p.len));
             w->hold.push_back(std::move(p.frame));
         } else {
-            w->bufs.push_back(uv_buf_init(w->arena.data() + p.arena_at, p.arena_len));
-            w->bytes += p.arena_len;
+            w->bufs.push_back(uv_buf_init(w->arena.data() + p.at, p.len));
         }
+        w->bytes += p.len;
     }
     out_.clear();
     out_bytes_ = 0;
+    write_out(w);
+}
+
+void Connection::flush_tls() {
+    if (!out_.empty() && tls_->handshake_done()) {
+        // Small pieces are gathered so that a record carries more than a frame header.
+        std::string small;
+        bool ok = true;
+        for (const auto& p : out_) {
+            const char* b = p.frame ? p.frame->bytes.data() + p.at : arena_.data() + p.at;
+            if (p.len >= kTlsGather) {
+                if (!small.empty()) {
+                    ok = ok && tls_->write(small.data(), small.size());
+                    small.clear();
+                }
+                ok = ok && tls_->write(b, p.len);
+            } else {
+                small.append(b, p.len);
+                if (small.size() >= kTlsGather) {
+                    ok = ok && tls_->write(small.data(), small.size());
+                    small.clear();
+                }
+            }
+        }
+        if (!small.empty()) {
+            ok = ok && tls_->write(small.data(), small.size());
+        }
+        out_.clear();
+        arena_.clear();
+        out_bytes_ = 0;
+        if (!ok) {
+            close();
+            return;
+        }
+    }
+    if (close_after_flush_) {
+        tls_->shutdown();
+    }
+    if (tls_->output_size() == 0) {
+        return;
+    }
+    auto* w = new WriteReq;
+    w->conn = this;
+    w->req.data = w;
+    w->arena = tls_->take_output();
+    w->bufs.push_back(uv_buf_init(w->arena.data(), static_cast<unsigned>(w->arena.size())));
+    w->bytes = w->arena.size();
+    write_out(w);
+}
+
+void Connection::write_out(WriteReq* w) {
     if (inflight_bytes_ == 0) {
         last_progress_ms_ = ctx_.now_ms();
     }
@@ -239,6 +382,11 @@ void Connection::on_tick(std::uint64_t now_ms) {
     // keep it from growing (feeds switch to history), this frees the socket.
     if (inflight_bytes_ > 0 &&
         now_ms - last_progress_ms_ > static_cast<std::uint64_t>(ctx_.config().send_timeout_s * 1000)) {
+        close();
+        return;
+    }
+    if (handshake_deadline_ms_ != 0 && now_ms >= handshake_deadline_ms_) {
+        ctx_.metrics().tls_handshake_errors.add();
         close();
         return;
     }

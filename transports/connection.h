@@ -19,6 +19,7 @@ namespace herald::transports {
 
 class Connection;
 class ConnectionList;
+class TlsChannel;
 
 // The protocol spoken on a connection. Owned by its Connection; destroyed when the connection
 // closes or switches protocol (which must tear down its exchanges). Loop thread only.
@@ -41,6 +42,10 @@ public:
     virtual void on_peer_eof(Connection& conn);
 };
 
+// Makes the session for a TLS connection once its handshake chose `alpn` ("h2", "http/1.1",
+// or empty).
+using SessionFactory = std::unique_ptr<Session> (*)(Connection& conn, std::string_view alpn);
+
 // Created on accept by a listener; destroyed only from the libuv close callback after close().
 // Loop thread only.
 class Connection final : public broker::TurnEndListener {
@@ -54,6 +59,10 @@ public:
 
     // After uv_accept: sets socket options, installs the session and starts reading.
     void start(std::unique_ptr<Session> session);
+    // Like start() for a TLS listener: the session is made by `make_session` after the
+    // handshake (within --request-timeout), from the protocol ALPN selected.
+    void start_tls(std::unique_ptr<TlsChannel> tls, SessionFactory make_session);
+    bool is_tls() const { return tls_ != nullptr; }
     // Replaces the session (protocol upgrade). The old one is destroyed at the end of the
     // current callback; `leftover` (bytes already read past the upgrade) goes to the new one.
     void switch_session(std::unique_ptr<Session> upgraded, std::string leftover);
@@ -65,6 +74,9 @@ public:
 
     // Output. Bytes are sent at the end of the loop turn in one gathered write.
     void queue(broker::FramePtr frame);
+    // `len` bytes of `frame` from `offset` (e.g. the part of an event that fits an HTTP/2
+    // DATA frame), shared, not copied.
+    void queue_slice(broker::FramePtr frame, std::size_t offset, std::size_t len);
     void queue_copy(std::string_view small);  // small bytes (framing), copied
     // Bytes queued or being written, not yet taken by the kernel.
     std::size_t queued_bytes() const { return out_bytes_ + inflight_bytes_; }
@@ -86,9 +98,9 @@ public:
 
 private:
     struct Piece {
-        broker::FramePtr frame;      // shared bytes, or
-        std::uint32_t arena_at = 0;  // a slice of arena_ when frame is null
-        std::uint32_t arena_len = 0;
+        broker::FramePtr frame;  // shared bytes, or arena_ when null
+        std::uint32_t at = 0;    // the slice of frame->bytes or of arena_
+        std::uint32_t len = 0;
     };
     struct WriteReq;
 
@@ -98,13 +110,19 @@ private:
     static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
     static void on_write(uv_write_t* req, int status);
     void deliver(const char* data, std::size_t len);
+    void on_tls_data(const char* data, std::size_t len);
     void flush();
+    void flush_tls();
+    void write_out(WriteReq* w);
 
     broker::LoopContext& ctx_;
     ConnectionList& list_;
     uv_tcp_t tcp_{};
     std::unique_ptr<Session> session_;
     std::unique_ptr<Session> retired_;  // replaced session, destroyed after its callback
+    std::unique_ptr<TlsChannel> tls_;   // null on a plaintext connection
+    SessionFactory make_session_ = nullptr;
+    std::uint64_t handshake_deadline_ms_ = 0;  // 0: none (plaintext, or handshake done)
     bool in_session_ = false;
     std::vector<Piece> out_;
     std::string arena_;

@@ -6,7 +6,10 @@
 #include <cstring>
 #include <string_view>
 
+#include "transports/h2_session.h"
 #include "transports/router.h"
+#include "transports/ws_handshake.h"
+#include "transports/ws_session.h"
 
 namespace herald::transports {
 
@@ -16,6 +19,32 @@ constexpr std::size_t kMaxHeaders = 100;
 // Bytes a client may send while its previous request is still being answered (pipelining)
 // before we stop reading from it.
 constexpr std::size_t kMaxPendingInput = 64 * 1024;
+// RFC 9113, 3.4: what an HTTP/2 client with prior knowledge sends first.
+constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+// True if the comma-separated header lists `token` (case-insensitive).
+bool has_token(const std::string* header, std::string_view token) {
+    if (header == nullptr) {
+        return false;
+    }
+    std::string_view h = *header;
+    while (!h.empty()) {
+        auto comma = h.find(',');
+        std::string_view item = h.substr(0, comma);
+        h = comma == std::string_view::npos ? std::string_view{} : h.substr(comma + 1);
+        while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) {
+            item.remove_prefix(1);
+        }
+        while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) {
+            item.remove_suffix(1);
+        }
+        if (item.size() == token.size() &&
+            strncasecmp(item.data(), token.data(), token.size()) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
 
 const char kCrlf[] = "\r\n";
 const broker::FramePtr& last_chunk() {
@@ -66,6 +95,9 @@ Http1Session::Http1Session(broker::LoopContext& ctx, Connection& conn) : ctx_(ct
 Http1Session::~Http1Session() = default;
 
 void Http1Session::on_data(const char* data, std::size_t len) {
+    if (sniffing_ && !sniff_h2_preface(data, len)) {
+        return;
+    }
     if (state_ == State::kHandling) {
         // Pipelined: parsed once the current response is done.
         pending_in_.append(data, len);
@@ -232,7 +264,60 @@ void Http1Session::dispatch() {
         return;
     }
     auto req = std::move(req_);
+    if (upgrade_to_h2c(*req)) {
+        return;  // stream 1 of the new HTTP/2 session answers it
+    }
+    if (req->path == kWsPath) {
+        // Answers with an error here, or switches the connection (retiring this session).
+        upgrade_to_websocket(ctx_, conn_, *req, *this, pending_in_);
+        return;
+    }
     exchange_ = handle_request(ctx_, *req, *this);
+}
+
+bool Http1Session::sniff_h2_preface(const char* data, std::size_t len) {
+    // The preface may arrive split across reads: keep what matches so far.
+    const std::size_t have = sniffed_.size();
+    const std::size_t n = std::min(len, kH2Preface.size() - have);
+    if (std::string_view(data, n) == kH2Preface.substr(have, n)) {
+        if (have + n < kH2Preface.size()) {
+            sniffed_.append(data, n);
+            return false;
+        }
+        std::string all = std::move(sniffed_);
+        all.append(data, len);
+        // Retires this session; the new one gets every byte, the preface included.
+        conn_.switch_session(std::make_unique<H2Session>(ctx_, conn_), std::move(all));
+        return false;
+    }
+    sniffing_ = false;
+    if (!sniffed_.empty()) {
+        std::string all = std::move(sniffed_);
+        sniffed_.clear();
+        all.append(data, len);
+        on_data(all.data(), all.size());
+        return false;
+    }
+    return true;
+}
+
+bool Http1Session::upgrade_to_h2c(HttpRequest& req) {
+    // RFC 7540, 3.2 (h2c, cleartext only; RFC 9113 deprecates it, curl --http2 still uses it).
+    if (conn_.is_tls() || req.http10 || !has_token(req.header("upgrade"), "h2c")) {
+        return false;
+    }
+    const std::string* settings = req.header("http2-settings");
+    if (settings == nullptr) {
+        return false;
+    }
+    auto h2 = std::make_unique<H2Session>(ctx_, conn_);
+    if (!h2->upgrade(*settings, req)) {
+        return false;  // bad HTTP2-Settings: answer over HTTP/1.1 as if no upgrade was asked
+    }
+    conn_.queue_copy("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                     "Upgrade: h2c\r\n\r\n");
+    conn_.switch_session(std::move(h2), std::move(pending_in_));
+    return true;
 }
 
 void Http1Session::respond_error(int status, const std::string& message) {

@@ -61,6 +61,8 @@ private:
     void flush_body();
     void set_deadline(double seconds);
     bool add_header_bytes(std::size_t n, int status);
+    bool sniff_h2_preface(const char* data, std::size_t len);
+    bool upgrade_to_h2c(HttpRequest& req);
 
     broker::LoopContext& ctx_;
     Connection& conn_;
@@ -86,6 +88,11 @@ private:
     std::vector<broker::FramePtr> pending_;  // body bytes of this turn: one chunk
     std::size_t pending_bytes_ = 0;
     std::uint64_t deadline_ms_ = 0;  // 0: none
+
+    // Until the first bytes tell HTTP/1.1 from the HTTP/2 client preface (h2c with prior
+    // knowledge), the bytes that might be the start of the preface.
+    bool sniffing_ = true;
+    std::string sniffed_;
 };
 
 }  // namespace herald::transports

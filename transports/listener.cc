@@ -2,10 +2,24 @@
 
 #include <cstdio>
 #include <memory>
+#include <openssl/ssl.h>
 
+#include "transports/h2_session.h"
 #include "transports/http1_session.h"
+#include "transports/tls.h"
 
 namespace herald::transports {
+namespace {
+
+// After the TLS handshake: the protocol ALPN chose; HTTP/1.1 without ALPN.
+std::unique_ptr<Session> session_for_alpn(Connection& conn, std::string_view alpn) {
+    if (alpn == "h2") {
+        return std::make_unique<H2Session>(conn.ctx(), conn);
+    }
+    return std::make_unique<Http1Session>(conn.ctx(), conn);
+}
+
+}  // namespace
 
 Listener::Listener(broker::LoopContext& ctx, std::atomic<std::size_t>& open_connections)
     : ctx_(ctx), connections_(open_connections, ctx.metrics()) {
@@ -21,6 +35,18 @@ int Listener::listen_on(int fd) {
     return uv_listen(reinterpret_cast<uv_stream_t*>(&server_), 4096, &Listener::on_connection);
 }
 
+int Listener::listen_tls_on(int fd, const TlsContext* tls) {
+    uv_tcp_init(ctx_.loop(), &tls_server_);
+    tls_server_.data = this;
+    tls_ = tls;
+    int rc = uv_tcp_open(&tls_server_, fd);
+    if (rc != 0) {
+        return rc;
+    }
+    return uv_listen(reinterpret_cast<uv_stream_t*>(&tls_server_), 4096,
+                     &Listener::on_connection);
+}
+
 void Listener::on_connection(uv_stream_t* server, int status) {
     auto* self = static_cast<Listener*>(server->data);
     if (status < 0) {
@@ -34,17 +60,32 @@ void Listener::on_connection(uv_stream_t* server, int status) {
         }
         return;
     }
-    self->accept_one();
+    self->accept_one(server == reinterpret_cast<uv_stream_t*>(&self->tls_server_));
 }
 
-void Listener::accept_one() {
+void Listener::accept_one(bool tls) {
     auto* c = new Connection(ctx_, connections_);
-    if (uv_accept(reinterpret_cast<uv_stream_t*>(&server_), c->stream()) != 0) {
+    uv_tcp_t* server = tls ? &tls_server_ : &server_;
+    if (uv_accept(reinterpret_cast<uv_stream_t*>(server), c->stream()) != 0) {
         c->close();
         return;
     }
     std::size_t open = connections_.add(c);
     ctx_.metrics().connections_accepted.add();
+    if (tls) {
+        SSL* ssl = tls_->new_ssl();
+        if (ssl == nullptr || open > ctx_.config().max_connections || ctx_.stopping()) {
+            // No 503 before a handshake: the client sees a closed connection.
+            ctx_.metrics().connections_rejected.add();
+            if (ssl != nullptr) {
+                SSL_free(ssl);
+            }
+            c->close();
+            return;
+        }
+        c->start_tls(std::make_unique<TlsChannel>(ssl), &session_for_alpn);
+        return;
+    }
     auto session = std::make_unique<Http1Session>(ctx_, *c);
     Http1Session* http1 = session.get();
     c->start(std::move(session));
@@ -62,6 +103,9 @@ void Listener::shutdown() {
     if (!server_closing_) {
         server_closing_ = true;
         uv_close(reinterpret_cast<uv_handle_t*>(&server_), nullptr);
+        if (tls_ != nullptr) {
+            uv_close(reinterpret_cast<uv_handle_t*>(&tls_server_), nullptr);
+        }
     }
     connections_.for_each([](Connection* c) { c->shutdown(); });
 }

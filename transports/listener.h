@@ -11,6 +11,8 @@
 
 namespace herald::transports {
 
+class TlsContext;
+
 // Owned by a Worker; lives until its loop ends. Loop thread only.
 class Listener {
 public:
@@ -21,6 +23,8 @@ public:
 
     // Listens on an already bound socket (SO_REUSEPORT: one per loop). 0 or a libuv error.
     int listen_on(int fd);
+    // Also listens for TLS connections on another bound socket; `tls` outlives the listener.
+    int listen_tls_on(int fd, const TlsContext* tls);
     // Timeouts, heartbeats and poll deadlines of every connection.
     void on_tick(std::uint64_t now_ms);
     // Stops accepting and asks every connection to finish and close.
@@ -31,11 +35,13 @@ public:
 
 private:
     static void on_connection(uv_stream_t* server, int status);
-    void accept_one();
+    void accept_one(bool tls);
 
     broker::LoopContext& ctx_;
     ConnectionList connections_;
     uv_tcp_t server_{};
+    uv_tcp_t tls_server_{};
+    const TlsContext* tls_ = nullptr;  // set when tls_server_ is in use
     bool server_closing_ = false;
     std::uint64_t last_accept_error_log_ms_ = 0;
 };

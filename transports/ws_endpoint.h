@@ -1,0 +1,125 @@
+// WsEndpoint: the server side of one WebSocket speaking the pubsub subprotocol
+// (docs/pubsub-subprotocol.md) over a byte sink. It knows nothing of sockets: a WsSession runs
+// it over an HTTP/1.1 connection after the 101, an HTTP/2 stream (RFC 8441) can run it over
+// the stream's DATA the same way by implementing WsSink.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <wslay/wslay.h>
+
+#include "broker/frame.h"
+#include "broker/loop_context.h"
+
+namespace herald::transports {
+
+// Where a WebSocket's bytes go and how its input is throttled. Implemented by the transport
+// carrying the WebSocket; outlives its WsEndpoint. Loop thread only.
+class WsSink {
+public:
+    virtual ~WsSink() = default;
+    // Output, sent at the end of the loop turn in order: shared frames, or small copied bytes.
+    virtual void write(broker::FramePtr frame) = 0;
+    virtual void write_copy(std::string_view bytes) = 0;
+    // Bytes written and not yet taken by the peer.
+    virtual std::size_t queued_bytes() const = 0;
+    // Calls WsEndpoint::on_turn_end() at the end of this loop turn.
+    virtual void want_turn_end() = 0;
+    // Input flow control (stop / restart reading from the peer).
+    virtual void pause_input() = 0;
+    virtual void resume_input() = 0;
+    // Ends the transport once everything written is sent. May destroy the endpoint: the
+    // endpoint calls it (and abort) only as the last thing it does in on_data/on_turn_end.
+    virtual void close_after_flush() = 0;
+    // Ends the transport now.
+    virtual void abort() = 0;
+};
+
+// Owned by the transport that carries it (WsSession); dies with it, leaving the hub and
+// cancelling publish waits. Loop thread only.
+class WsEndpoint {
+public:
+    WsEndpoint(broker::LoopContext& ctx, WsSink& sink);
+    ~WsEndpoint();
+    WsEndpoint(const WsEndpoint&) = delete;
+    WsEndpoint& operator=(const WsEndpoint&) = delete;
+
+    // False when wslay could not allocate its context: the transport should give up.
+    bool ok() const { return wslay_ != nullptr; }
+
+    // Bytes from the peer (frames, masked). May end the transport (see WsSink).
+    void on_data(const char* data, std::size_t len);
+    // At the end of a turn the endpoint asked for. May end the transport.
+    void on_turn_end();
+    // The sink's queue fell below the low watermark.
+    void on_drained();
+    // About 4 times a second: keep-alive pings, close timeouts. Never ends the transport
+    // itself (it asks for on_turn_end instead).
+    void on_tick(std::uint64_t now_ms);
+    // The broker is stopping: close with 1001 (going away).
+    void shutdown();
+
+private:
+    class Sub;
+    class PendingPub;
+    friend struct WsCallbacks;
+
+    // wslay callbacks.
+    ssize_t on_wslay_recv(std::uint8_t* buf, std::size_t len);
+    ssize_t on_wslay_send(const std::uint8_t* data, std::size_t len);
+    void on_frame_start(const wslay_event_on_frame_recv_start_arg& arg);
+    void on_message(const wslay_event_on_msg_recv_arg& arg);
+
+    void process_input();
+    bool input_blocked() const;
+    void flush_wslay();
+    bool close_sent() const;
+    void settle();
+
+    void handle_text(std::string_view text);
+    void send_op(const std::string& payload);
+    void send_event(const broker::FramePtr& frame);
+    void on_pub_done(PendingPub* p, const proto::Result<proto::EventId>& r);
+
+    // Starts the closing handshake with `code` (no data frames after it).
+    void begin_close(std::uint16_t code, std::string_view reason);
+    // Stops every feed and ignores pending acks: nothing but the close goes out any more.
+    void stop_output();
+
+    broker::LoopContext& ctx_;
+    WsSink& sink_;
+    wslay_event_context_ptr wslay_ = nullptr;
+
+    std::string in_;  // bytes read and not yet handed to wslay (while input is blocked)
+    std::size_t in_pos_ = 0;
+    bool input_paused_ = false;
+    bool resume_pending_ = false;
+    bool in_recv_ = false;  // inside wslay_event_recv: no wslay_event_send now
+
+    std::map<std::string, std::unique_ptr<Sub>, std::less<>> subs_;
+    std::map<std::uint64_t, std::unique_ptr<PendingPub>> pubs_;
+    std::uint64_t next_pub_ = 1;
+
+    // Closing.
+    bool output_stopped_ = false;  // a close frame is queued or sent: no more data frames
+    bool fail_ = false;            // end the transport now (fatal error, timeout)
+    bool feed_failed_ = false;     // a history read failed: close with 1011
+    bool close_written_ = false;   // our own close frame went out (wslay's writing is shut)
+    bool input_after_close_ = false;
+    std::uint64_t close_deadline_ms_ = 0;
+
+    // Keep-alive and flood limits.
+    std::uint64_t last_recv_ms_ = 0;
+    std::uint64_t ping_sent_ms_ = 0;  // 0: no ping outstanding
+    std::uint64_t ping_seq_ = 0;
+    double ping_tokens_ = 0;
+    std::uint64_t ping_tokens_ms_ = 0;
+    std::size_t fragments_ = 0;  // frames of the message being received
+};
+
+}  // namespace herald::transports
