@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <charconv>
-#include <sched.h>
 #include <fstream>
 #include <iomanip>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <sched.h>
 #include <sstream>
 #include <thread>
 
@@ -40,16 +40,20 @@ constexpr Flag kFlags[] = {
     {"sse-padding", "BYTES", "initial SSE padding for buffering proxies (default 0)"},
     {"poll-timeout", "SECONDS", "default long-poll hold time (default 25)"},
     {"max-topics", "N", "topics per subscription (default 64)"},
-    {"subscriber-queue-bytes", "BYTES", "queued bytes per subscriber before it catches up from "
-                                        "history (default 1048576)"},
+    {"subscriber-queue-bytes", "BYTES",
+     "queued bytes per subscriber before it catches up from "
+     "history (default 1048576)"},
     {"cors-origins", "LIST", "comma-separated allowed origins, or * (default: none)"},
-    {"ws-allowed-origins", "LIST", "Origins allowed to open a WebSocket, or * (default: as "
-                                   "--cors-origins; same-origin and no Origin always pass)"},
+    {"ws-allowed-origins", "LIST",
+     "Origins allowed to open a WebSocket, or * (default: as "
+     "--cors-origins; same-origin and no Origin always pass)"},
     {"ws-max-message", "BYTES", "largest WebSocket message accepted (default 1048576)"},
-    {"ws-ping-interval", "SECONDS", "ping an idle WebSocket after this; close it if no pong "
-                                    "within as long again (default 30)"},
-    {"tls-listen", "HOST:PORT", "also serve HTTPS here, HTTP/2 and HTTP/1.1 by ALPN (default: "
-                                "off)"},
+    {"ws-ping-interval", "SECONDS",
+     "ping an idle WebSocket after this; close it if no pong "
+     "within as long again (default 30)"},
+    {"tls-listen", "HOST:PORT",
+     "also serve HTTPS here, HTTP/2 and HTTP/1.1 by ALPN (default: "
+     "off)"},
     {"tls-cert", "PEM", "certificate chain for --tls-listen (reloaded on SIGHUP)"},
     {"tls-key", "PEM", "private key for --tls-listen (reloaded on SIGHUP)"},
     {"h2-max-streams", "N", "concurrent HTTP/2 streams per connection (default 1000)"},
@@ -65,16 +69,16 @@ bool known_flag(const std::string& name) {
     return false;
 }
 
-template <typename T> proto::Result<T> parse_number(const std::string& key, const std::string& v,
-                                                    T min, T max) {
+template <typename T>
+proto::Result<T> parse_number(const std::string& key, const std::string& v, T min, T max) {
     T out{};
     const char* end = v.data() + v.size();
     auto [p, ec] = std::from_chars(v.data(), end, out);
     // Written so that NaN (which from_chars accepts for floating types) is out of range too.
     if (ec != std::errc() || p != end || !(out >= min && out <= max)) {
         std::ostringstream msg;
-        msg << "--" << key << ": expected a number from " << min << " to " << max << ", got '"
-            << v << "'";
+        msg << "--" << key << ": expected a number from " << min << " to " << max << ", got '" << v
+            << "'";
         return make_error(ErrorCode::kInvalidArgument, msg.str());
     }
     return out;
@@ -114,13 +118,13 @@ std::vector<std::string> split_list(const std::string& value) {
     return out;
 }
 
-#define HERALD_NUM(field, type, lo, hi)                                                           \
-    do {                                                                                          \
-        auto r = parse_number<type>(key, value, lo, hi);                                          \
-        if (!r) {                                                                                 \
-            return r.error();                                                                     \
-        }                                                                                         \
-        c.field = *r;                                                                             \
+#define HERALD_NUM(field, type, lo, hi)                                                            \
+    do {                                                                                           \
+        auto r = parse_number<type>(key, value, lo, hi);                                           \
+        if (!r) {                                                                                  \
+            return r.error();                                                                      \
+        }                                                                                          \
+        c.field = *r;                                                                              \
     } while (0)
 
 proto::Status apply(const std::string& key, const std::string& value, Config& c) {
@@ -314,8 +318,7 @@ std::string config_usage() {
            "NDJSON streaming and long-poll subscribe; RocksDB history).\n\nOptions:\n";
     for (const auto& f : kFlags) {
         std::string left = std::string("  --") + f.name + " " + f.arg;
-        out << left << std::string(left.size() < 34 ? 34 - left.size() : 1, ' ') << f.help
-            << "\n";
+        out << left << std::string(left.size() < 34 ? 34 - left.size() : 1, ' ') << f.help << "\n";
     }
     out << "  --help                          this text\n";
     return out.str();

@@ -1,14 +1,14 @@
 // Config: every tunable of a Herald process, from flags and an optional JSON file.
 #pragma once
 
+#include "proto/result.h"
+#include "storage/history_store.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include "proto/result.h"
-#include "storage/history_store.h"
 
 namespace herald::broker {
 

@@ -12,12 +12,14 @@ constexpr std::size_t kPageEvents = 256;
 constexpr proto::EventId kNothingAnnounced = ~proto::EventId{0};
 }  // namespace
 
-Feed::Feed(LoopContext& ctx, std::vector<std::string> topics,
-           std::optional<proto::EventId> cursor, proto::WireFormat format)
+Feed::Feed(LoopContext& ctx, std::vector<std::string> topics, std::optional<proto::EventId> cursor,
+           proto::WireFormat format)
     : ctx_(ctx), topics_(std::move(topics)), cursor_(cursor), format_(format),
       announced_(topics_.size(), kNothingAnnounced) {}
 
-Feed::~Feed() { stop(); }
+Feed::~Feed() {
+    stop();
+}
 
 void Feed::stop() {
     if (phase_ == Phase::kStopped) {
@@ -73,8 +75,7 @@ void Feed::on_output_drained() {
 
 void Feed::read_more() {
     phase_ = Phase::kReading;
-    read_history(ctx_, topics_, last_sent_, kPageEvents,
-                 ctx_.config().subscriber_queue_bytes / 2);
+    read_history(ctx_, topics_, last_sent_, kPageEvents, ctx_.config().subscriber_queue_bytes / 2);
 }
 
 void Feed::on_history(proto::Result<storage::ReadResult> result) {
@@ -91,8 +92,8 @@ void Feed::on_history(proto::Result<storage::ReadResult> result) {
     // catches up, and that gap must be announced too.
     for (const auto& t : r.truncated) {
         // Once per gap: later pages of the same catch-up report the same gap again.
-        auto i = static_cast<std::size_t>(
-            std::find(topics_.begin(), topics_.end(), t.topic) - topics_.begin());
+        auto i = static_cast<std::size_t>(std::find(topics_.begin(), topics_.end(), t.topic) -
+                                          topics_.begin());
         if (i < announced_.size() && announced_[i] == t.oldest) {
             continue;
         }

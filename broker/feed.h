@@ -2,17 +2,17 @@
 // gap and no duplicate at the seam; the shared engine of every streaming transport.
 #pragma once
 
-#include <cstddef>
-#include <optional>
-#include <string>
-#include <vector>
-
 #include "broker/frame.h"
 #include "broker/history_reader.h"
 #include "broker/hub.h"
 #include "broker/loop_context.h"
 #include "proto/encode.h"
 #include "proto/event.h"
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
 
 namespace herald::broker {
 
@@ -60,8 +60,8 @@ private:
     const std::optional<proto::EventId> cursor_;
     const proto::WireFormat format_;
     Phase phase_ = Phase::kNew;
-    proto::EventId last_sent_ = 0;   // highest id handed to the transport
-    proto::EventId max_missed_ = 0;  // highest live id dropped while not live
+    proto::EventId last_sent_ = 0;           // highest id handed to the transport
+    proto::EventId max_missed_ = 0;          // highest live id dropped while not live
     std::vector<proto::EventId> announced_;  // per topic: `oldest` of the last gap announced
 };
 

@@ -2,12 +2,12 @@
 // by every subscriber that sends it.
 #pragma once
 
+#include "proto/encode.h"
+#include "proto/event.h"
+
 #include <array>
 #include <memory>
 #include <string>
-
-#include "proto/encode.h"
-#include "proto/event.h"
 
 namespace herald::broker {
 

@@ -30,8 +30,7 @@ struct HistoryReader::Job {
 };
 
 void HistoryReader::read_history(LoopContext& ctx, const std::vector<std::string>& topics,
-                                 proto::EventId after, std::size_t limit,
-                                 std::size_t max_bytes) {
+                                 proto::EventId after, std::size_t limit, std::size_t max_bytes) {
     auto* job = new Job;
     job->req.data = job;
     job->owner = this;

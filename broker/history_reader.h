@@ -2,12 +2,12 @@
 // storage, and hands results back on the loop thread.
 #pragma once
 
+#include "broker/loop_context.h"
+#include "storage/history_store.h"
+
 #include <cstddef>
 #include <string>
 #include <vector>
-
-#include "broker/loop_context.h"
-#include "storage/history_store.h"
 
 namespace herald::broker {
 

@@ -1,13 +1,13 @@
 // Hub: one loop's index of subscribers by topic, and the fan-out of committed events to them.
 #pragma once
 
+#include "broker/frame.h"
+#include "proto/event.h"
+
 #include <cstddef>
 #include <string>
 #include <unordered_map>
 #include <vector>
-
-#include "broker/frame.h"
-#include "proto/event.h"
 
 namespace herald::broker {
 

@@ -21,7 +21,9 @@ std::uint64_t LoopContext::publish(std::string topic, std::string type, std::str
     return cookie;
 }
 
-void LoopContext::cancel_publish(std::uint64_t cookie) { waiters_.erase(cookie); }
+void LoopContext::cancel_publish(std::uint64_t cookie) {
+    waiters_.erase(cookie);
+}
 
 void LoopContext::on_commit(const CommitBatch& batch) {
     // Fan out first: publishers get their answer in the same loop turn anyway, and a

@@ -2,18 +2,18 @@
 // the history for catch-up reads, config, metrics, and end-of-turn work.
 #pragma once
 
+#include "broker/config.h"
+#include "broker/hub.h"
+#include "broker/metrics.h"
+#include "broker/sequencer.h"
+#include "storage/history_store.h"
+
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <unordered_map>
 #include <uv.h>
 #include <vector>
-
-#include "broker/config.h"
-#include "broker/hub.h"
-#include "broker/metrics.h"
-#include "broker/sequencer.h"
-#include "storage/history_store.h"
 
 namespace herald::broker {
 
@@ -63,8 +63,7 @@ public:
 
     // Queues a publish; `w` hears back on this loop. Returns 0 when the broker is stopping
     // (nothing queued, `w` is never called), else a cookie for cancel_publish.
-    std::uint64_t publish(std::string topic, std::string type, std::string data,
-                          PublishWaiter* w);
+    std::uint64_t publish(std::string topic, std::string type, std::string data, PublishWaiter* w);
     // `w` is going away: never call it.
     void cancel_publish(std::uint64_t cookie);
 

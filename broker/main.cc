@@ -1,8 +1,8 @@
 // herald: the broker executable.
-#include <cstdio>
-
 #include "broker/config.h"
 #include "broker/server.h"
+
+#include <cstdio>
 
 int main(int argc, char** argv) {
     using herald::broker::config_usage;

@@ -25,11 +25,17 @@ Sequencer::Sequencer(storage::HistoryStore& store, storage::Durability durabilit
     next_id_ = store_.last_id() + 1;
 }
 
-Sequencer::~Sequencer() { stop(); }
+Sequencer::~Sequencer() {
+    stop();
+}
 
-void Sequencer::add_listener(CommitListener* l) { listeners_.push_back(l); }
+void Sequencer::add_listener(CommitListener* l) {
+    listeners_.push_back(l);
+}
 
-void Sequencer::start() { thread_ = std::thread([this] { run(); }); }
+void Sequencer::start() {
+    thread_ = std::thread([this] { run(); });
+}
 
 void Sequencer::stop() {
     {
@@ -82,7 +88,8 @@ void Sequencer::run() {
         while (!pending.empty()) {
             commit(pending);
         }
-        if (max_age_ms_ > 0 && std::chrono::steady_clock::now() - last_trim > std::chrono::seconds(1)) {
+        if (max_age_ms_ > 0 &&
+            std::chrono::steady_clock::now() - last_trim > std::chrono::seconds(1)) {
             last_trim = std::chrono::steady_clock::now();
             if (auto st = store_.trim_expired(wall_ms()); !st) {
                 std::fprintf(stderr, "herald: age retention failed: %s\n",

@@ -3,6 +3,11 @@
 // committed batch to every event loop once.
 #pragma once
 
+#include "broker/metrics.h"
+#include "proto/event.h"
+#include "proto/result.h"
+#include "storage/history_store.h"
+
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -12,19 +17,14 @@
 #include <thread>
 #include <vector>
 
-#include "broker/metrics.h"
-#include "proto/event.h"
-#include "proto/result.h"
-#include "storage/history_store.h"
-
 namespace herald::broker {
 
 struct PublishRequest {
     std::string topic;
     std::string type;
     std::string data;
-    unsigned origin_loop = 0;   // which loop waits for the answer
-    std::uint64_t cookie = 0;   // the waiting request on that loop
+    unsigned origin_loop = 0;  // which loop waits for the answer
+    std::uint64_t cookie = 0;  // the waiting request on that loop
 };
 
 // One group commit, shared read-only by every loop.
@@ -50,8 +50,8 @@ public:
 // Owned by the Server. publish() from any thread; the rest from the owner's thread.
 class Sequencer {
 public:
-    Sequencer(storage::HistoryStore& store, storage::Durability durability,
-              std::int64_t max_age_ms, StorageMetrics& metrics);
+    Sequencer(storage::HistoryStore& store, storage::Durability durability, std::int64_t max_age_ms,
+              StorageMetrics& metrics);
     ~Sequencer();
     Sequencer(const Sequencer&) = delete;
     Sequencer& operator=(const Sequencer&) = delete;

@@ -1,5 +1,7 @@
 #include "broker/server.h"
 
+#include "storage/rocksdb_store.h"
+
 #include <arpa/inet.h>
 #include <cerrno>
 #include <csignal>
@@ -10,15 +12,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "storage/rocksdb_store.h"
-
 namespace herald::broker {
 namespace {
 
 using proto::ErrorCode;
 using proto::make_error;
 
-std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+std::string errno_text(const char* what) {
+    return std::string(what) + ": " + std::strerror(errno);
+}
 
 // The signals the main thread waits for; blocked in every thread so only sigwait sees them.
 sigset_t stop_signals() {
@@ -38,7 +40,9 @@ std::string url_host(const std::string& host) {
 
 Server::Server(Config config) : config_(std::move(config)) {}
 
-Server::~Server() { stop(); }
+Server::~Server() {
+    stop();
+}
 
 proto::Status Server::bind_sockets(const std::string& host, std::uint16_t& port_number,
                                    std::vector<int>& fds) {
@@ -77,9 +81,9 @@ proto::Status Server::bind_sockets(const std::string& host, std::uint16_t& port_
         if (port_number == 0) {
             // Port 0: the probe picked a free port; every loop binds that one.
             getsockname(probe, reinterpret_cast<sockaddr*>(&addr), &addr_len);
-            port_number = ntohs(family == AF_INET6
-                                    ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
-                                    : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+            port_number =
+                ntohs(family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
+                                         : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
             port = std::to_string(port_number);
         }
         ::close(probe);

@@ -1,10 +1,6 @@
 // Server: the process — history store, sequencer, one Worker per thread, signals, shutdown.
 #pragma once
 
-#include <atomic>
-#include <memory>
-#include <vector>
-
 #include "broker/config.h"
 #include "broker/loop_context.h"
 #include "broker/metrics.h"
@@ -13,6 +9,10 @@
 #include "proto/result.h"
 #include "storage/history_store.h"
 #include "transports/tls.h"
+
+#include <atomic>
+#include <memory>
+#include <vector>
 
 namespace herald::broker {
 
@@ -34,8 +34,7 @@ public:
 
 private:
     // One socket per loop on host:port; port 0 becomes the port the kernel chose.
-    proto::Status bind_sockets(const std::string& host, std::uint16_t& port,
-                               std::vector<int>& fds);
+    proto::Status bind_sockets(const std::string& host, std::uint16_t& port, std::vector<int>& fds);
     void stop();
 
     Config config_;

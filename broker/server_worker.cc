@@ -38,7 +38,9 @@ Worker::~Worker() {
     }
 }
 
-int Worker::listen_on(int fd) { return listener_->listen_on(fd); }
+int Worker::listen_on(int fd) {
+    return listener_->listen_on(fd);
+}
 
 int Worker::listen_tls_on(int fd, const transports::TlsContext* tls) {
     return listener_->listen_tls_on(fd, tls);

@@ -1,16 +1,16 @@
 // Worker: one thread running one libuv loop — its listener, connections, hub and timers.
 #pragma once
 
+#include "broker/loop_context.h"
+#include "broker/sequencer.h"
+#include "transports/listener.h"
+
 #include <atomic>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <uv.h>
 #include <vector>
-
-#include "broker/loop_context.h"
-#include "broker/sequencer.h"
-#include "transports/listener.h"
 
 namespace herald::broker {
 

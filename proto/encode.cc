@@ -1,12 +1,12 @@
 #include "proto/encode.h"
 
+#include "proto/ws.h"
+
 #include <array>
 #include <cassert>
 #include <charconv>
 #include <cstdint>
 #include <cstring>
-
-#include "proto/ws.h"
 
 namespace herald::proto {
 
@@ -110,14 +110,14 @@ void append_truncation_members(std::string& out, const Truncation& t) {
     }
 }
 
-} // namespace
+}  // namespace
 
 void append_json_string(std::string& out, std::string_view s) {
     out.reserve(out.size() + s.size() + 2);
     out.push_back('"');
     const char* const data = s.data();
     const std::size_t n = s.size();
-    std::size_t run = 0; // start of the bytes not yet copied
+    std::size_t run = 0;  // start of the bytes not yet copied
     std::size_t i = 0;
     while (i < n) {
         if (n - i >= 8 && !block_needs_escape(data + i)) {
@@ -234,4 +234,4 @@ std::string encode_truncation_ndjson(const Truncation& t) {
     return out;
 }
 
-} // namespace herald::proto
+}  // namespace herald::proto

@@ -2,17 +2,17 @@
 // Pure functions; the fan-out path calls each at most once per event per format per loop.
 #pragma once
 
+#include "proto/event.h"
+
 #include <string>
 #include <string_view>
-
-#include "proto/event.h"
 
 namespace herald::proto {
 
 // Formats a subscriber can receive. Each has its own encoding of an event.
 enum class WireFormat : unsigned char {
-    kSse = 0,     // text/event-stream frame
-    kNdjson = 1,  // one JSON object + "\n"
+    kSse = 0,       // text/event-stream frame
+    kNdjson = 1,    // one JSON object + "\n"
     kPollJson = 2,  // one JSON object, no newline (an element of the long-poll "events" array)
     kWsEvent = 3,   // a complete WebSocket text frame of the pubsub "event" op (proto/ws.h)
     kCount = 4,

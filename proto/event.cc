@@ -15,7 +15,7 @@ bool is_ows(char c) {
     return c == ' ' || c == '\t';
 }
 
-} // namespace
+}  // namespace
 
 std::string format_event_id(EventId id) {
     char buf[kMaxEventIdDigits];
@@ -56,4 +56,4 @@ Result<EventId> parse_event_id(std::string_view text) {
     return value;
 }
 
-} // namespace herald::proto
+}  // namespace herald::proto

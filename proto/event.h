@@ -8,12 +8,12 @@
 // with no leading zeros; 0 is the cursor "before everything".
 #pragma once
 
+#include "proto/result.h"
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
-
-#include "proto/result.h"
 
 namespace herald::proto {
 
@@ -22,8 +22,8 @@ using EventId = std::uint64_t;
 struct Event {
     EventId id = 0;
     std::string topic;
-    std::string type;  // empty: no type given
-    std::string data;  // valid UTF-8
+    std::string type;          // empty: no type given
+    std::string data;          // valid UTF-8
     std::int64_t time_ms = 0;  // wall clock when committed (ms since the Unix epoch)
 };
 using EventPtr = std::shared_ptr<const Event>;

@@ -43,7 +43,9 @@ private:
 
 struct Unit {};
 using Status = Result<Unit>;
-inline Status ok_status() { return Unit{}; }
+inline Status ok_status() {
+    return Unit{};
+}
 
 inline Error make_error(ErrorCode code, std::string detail) {
     return Error{code, std::move(detail)};

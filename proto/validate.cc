@@ -45,7 +45,7 @@ Error invalid(const char* detail) {
 
 constexpr std::uint64_t kHighBits = 0x8080808080808080ULL;
 
-} // namespace
+}  // namespace
 
 Status validate_topic(std::string_view topic) {
     if (topic.empty()) {
@@ -157,4 +157,4 @@ bool is_valid_utf8(std::string_view text) {
     return true;
 }
 
-} // namespace herald::proto
+}  // namespace herald::proto

@@ -1,10 +1,10 @@
 // Validation of client-supplied names and text. Pure functions.
 #pragma once
 
+#include "proto/result.h"
+
 #include <cstddef>
 #include <string_view>
-
-#include "proto/result.h"
 
 namespace herald::proto {
 

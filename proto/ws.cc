@@ -1,8 +1,8 @@
 #include "proto/ws.h"
 
-#include <nlohmann/json.hpp>
-
 #include "proto/validate.h"
+
+#include <nlohmann/json.hpp>
 
 namespace herald::proto::ws {
 

@@ -4,15 +4,15 @@
 // belongs to wslay in transports/.
 #pragma once
 
+#include "proto/encode.h"
+#include "proto/event.h"
+#include "proto/result.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include "proto/encode.h"
-#include "proto/event.h"
-#include "proto/result.h"
 
 namespace herald::proto::ws {
 

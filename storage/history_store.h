@@ -2,16 +2,16 @@
 // RocksDB is the implementation today (rocksdb_store.h); no storage engine type leaves storage/.
 #pragma once
 
+#include "proto/encode.h"
+#include "proto/event.h"
+#include "proto/result.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
 #include <vector>
-
-#include "proto/encode.h"
-#include "proto/event.h"
-#include "proto/result.h"
 
 namespace herald::storage {
 

@@ -1,10 +1,10 @@
 // RocksDB implementation of HistoryStore.
 #pragma once
 
+#include "storage/history_store.h"
+
 #include <memory>
 #include <string>
-
-#include "storage/history_store.h"
 
 namespace herald::storage {
 

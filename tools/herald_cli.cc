@@ -2,20 +2,19 @@
 // Output is one JSON object per line, flushed at once, so scripts and tests can read it
 // through a pipe as it comes.
 
+#include "tools/client/client.h"
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
-
-#include "tools/client/client.h"
 
 namespace {
 
@@ -112,7 +111,7 @@ std::optional<UsageError> parse_args(int argc, char** argv, Args& args) {
             name = word.substr(0, eq);
             value = word.substr(eq + 1);
         }
-        static constexpr std::string_view kValued[] = {"--url",   "--type",  "--since",
+        static constexpr std::string_view kValued[] = {"--url",       "--type",  "--since",
                                                        "--transport", "--count", "--timeout"};
         if (std::find(std::begin(kValued), std::end(kValued), name) == std::end(kValued)) {
             return UsageError{"unknown option " + std::string(name)};

@@ -13,6 +13,7 @@ if [ "${1:-}" = "--test" ]; then
   pkgs+=(curl python3 python3-pytest python3-websockets ca-certificates procps chromium nodejs)
   # HTTP/2 and TLS tests: python-h2, nghttp / h2load, openssl for a self-signed certificate.
   pkgs+=(python3-h2 nghttp2-client openssl)
+  pkgs+=(clang-format)
   # NodeSource's nodejs bundles npm; Debian's does not.
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 fi

@@ -1,10 +1,10 @@
 #include "transports/connection.h"
 
+#include "transports/tls.h"
+
 #include <atomic>
 #include <cassert>
 #include <cstdio>
-
-#include "transports/tls.h"
 
 namespace herald::transports {
 
@@ -14,7 +14,9 @@ namespace {
 constexpr std::size_t kTlsGather = 4096;
 }  // namespace
 
-void Session::on_peer_eof(Connection& conn) { conn.close(); }
+void Session::on_peer_eof(Connection& conn) {
+    conn.close();
+}
 
 struct Connection::WriteReq {
     uv_write_t req{};
@@ -368,8 +370,7 @@ void Connection::on_write(uv_write_t* req, int status) {
         }
         return;
     }
-    if (self->session_ &&
-        self->queued_bytes() < self->ctx_.config().subscriber_queue_bytes / 4) {
+    if (self->session_ && self->queued_bytes() < self->ctx_.config().subscriber_queue_bytes / 4) {
         self->session_->on_drained();
     }
 }
@@ -381,7 +382,8 @@ void Connection::on_tick(std::uint64_t now_ms) {
     // A peer that stopped reading: its bytes sit in the kernel and nothing moves. Streams
     // keep it from growing (feeds switch to history), this frees the socket.
     if (inflight_bytes_ > 0 &&
-        now_ms - last_progress_ms_ > static_cast<std::uint64_t>(ctx_.config().send_timeout_s * 1000)) {
+        now_ms - last_progress_ms_ >
+            static_cast<std::uint64_t>(ctx_.config().send_timeout_s * 1000)) {
         close();
         return;
     }

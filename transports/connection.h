@@ -3,6 +3,9 @@
 // is up to its Session (HTTP/1.1 today; HTTP/2 and WebSocket sessions plug in the same way).
 #pragma once
 
+#include "broker/frame.h"
+#include "broker/loop_context.h"
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -11,9 +14,6 @@
 #include <string_view>
 #include <uv.h>
 #include <vector>
-
-#include "broker/frame.h"
-#include "broker/loop_context.h"
 
 namespace herald::transports {
 

@@ -1,15 +1,15 @@
 #include "transports/http1_session.h"
 
+#include "transports/h2_session.h"
+#include "transports/router.h"
+#include "transports/ws_handshake.h"
+#include "transports/ws_session.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <string_view>
-
-#include "transports/h2_session.h"
-#include "transports/router.h"
-#include "transports/ws_handshake.h"
-#include "transports/ws_session.h"
 
 namespace herald::transports {
 
@@ -237,8 +237,8 @@ int Http1Session::on_headers_complete() {
 int Http1Session::on_body(const char* at, std::size_t len) {
     if (req_->body.size() + len > ctx_.config().max_body_bytes) {
         parse_error_status_ = 413;
-        parse_error_ = "request body larger than " +
-                       std::to_string(ctx_.config().max_body_bytes) + " bytes";
+        parse_error_ =
+            "request body larger than " + std::to_string(ctx_.config().max_body_bytes) + " bytes";
         return -1;
     }
     req_->body.append(at, len);
@@ -329,7 +329,7 @@ void Http1Session::respond_error(int status, const std::string& message) {
 }
 
 void Http1Session::start(int status, const HeaderList& headers,
-                            std::optional<std::size_t> content_length) {
+                         std::optional<std::size_t> content_length) {
     std::string head;
     head.reserve(256);
     head += "HTTP/1.1 ";

@@ -2,17 +2,17 @@
 // at a time (pipelined requests wait their turn), chunked or sized responses.
 #pragma once
 
+#include "broker/frame.h"
+#include "broker/loop_context.h"
+#include "transports/connection.h"
+#include "transports/http_message.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <llhttp.h>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include "broker/frame.h"
-#include "broker/loop_context.h"
-#include "transports/connection.h"
-#include "transports/http_message.h"
 
 namespace herald::transports {
 

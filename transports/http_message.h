@@ -2,6 +2,8 @@
 // into an HttpRequest and a ResponseSink; handlers (router.h) never see the wire.
 #pragma once
 
+#include "broker/frame.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -9,8 +11,6 @@
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include "broker/frame.h"
 
 namespace herald::transports {
 

@@ -1,12 +1,12 @@
 #include "transports/listener.h"
 
-#include <cstdio>
-#include <memory>
-#include <openssl/ssl.h>
-
 #include "transports/h2_session.h"
 #include "transports/http1_session.h"
 #include "transports/tls.h"
+
+#include <cstdio>
+#include <memory>
+#include <openssl/ssl.h>
 
 namespace herald::transports {
 namespace {
@@ -43,8 +43,7 @@ int Listener::listen_tls_on(int fd, const TlsContext* tls) {
     if (rc != 0) {
         return rc;
     }
-    return uv_listen(reinterpret_cast<uv_stream_t*>(&tls_server_), 4096,
-                     &Listener::on_connection);
+    return uv_listen(reinterpret_cast<uv_stream_t*>(&tls_server_), 4096, &Listener::on_connection);
 }
 
 void Listener::on_connection(uv_stream_t* server, int status) {

@@ -1,13 +1,13 @@
 // Listener: one loop's listening socket and the connections it accepted.
 #pragma once
 
+#include "broker/loop_context.h"
+#include "transports/connection.h"
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <uv.h>
-
-#include "broker/loop_context.h"
-#include "transports/connection.h"
 
 namespace herald::transports {
 

@@ -2,15 +2,15 @@
 // after the cursor, else holds until an event or the timeout.
 #pragma once
 
+#include "broker/history_reader.h"
+#include "broker/hub.h"
+#include "transports/http_message.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include "broker/history_reader.h"
-#include "broker/hub.h"
-#include "transports/http_message.h"
 
 namespace herald::transports {
 

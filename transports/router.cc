@@ -1,13 +1,13 @@
 #include "transports/router.h"
 
-#include <algorithm>
-#include <cstring>
-#include <string_view>
-
 #include "proto/encode.h"
 #include "proto/validate.h"
 #include "transports/poll_exchange.h"
 #include "transports/stream_exchange.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string_view>
 
 namespace herald::transports {
 namespace {
@@ -49,8 +49,8 @@ HeaderList cors_headers(const broker::Config& cfg, const HttpRequest& req) {
     if (origin == nullptr || cfg.cors_origins.empty()) {
         return h;
     }
-    bool any = std::find(cfg.cors_origins.begin(), cfg.cors_origins.end(), "*") !=
-               cfg.cors_origins.end();
+    bool any =
+        std::find(cfg.cors_origins.begin(), cfg.cors_origins.end(), "*") != cfg.cors_origins.end();
     bool listed = std::find(cfg.cors_origins.begin(), cfg.cors_origins.end(), *origin) !=
                   cfg.cors_origins.end();
     if (!any && !listed) {
@@ -99,8 +99,8 @@ private:
     std::uint64_t cookie_ = 0;
 };
 
-std::unique_ptr<Exchange> publish(broker::LoopContext& ctx, HttpRequest& req,
-                                  ResponseSink& sink, std::string topic, HeaderList headers) {
+std::unique_ptr<Exchange> publish(broker::LoopContext& ctx, HttpRequest& req, ResponseSink& sink,
+                                  std::string topic, HeaderList headers) {
     std::string type;
     if (const auto* t = req.query_param("type")) {
         if (auto st = proto::validate_type(*t); !st) {
@@ -128,9 +128,8 @@ std::unique_ptr<Exchange> publish(broker::LoopContext& ctx, HttpRequest& req,
 // Which transport a subscription asked for.
 enum class Kind { kSse, kStream, kPoll };
 
-std::unique_ptr<Exchange> subscribe(broker::LoopContext& ctx, HttpRequest& req,
-                                    ResponseSink& sink, std::vector<std::string> topics,
-                                    HeaderList headers) {
+std::unique_ptr<Exchange> subscribe(broker::LoopContext& ctx, HttpRequest& req, ResponseSink& sink,
+                                    std::vector<std::string> topics, HeaderList headers) {
     const auto& cfg = ctx.config();
     if (topics.empty()) {
         send_error(sink, 400, "no topic given (use ?topic=NAME)", std::move(headers));
@@ -226,10 +225,10 @@ std::unique_ptr<Exchange> subscribe(broker::LoopContext& ctx, HttpRequest& req,
         }
         pad = static_cast<std::size_t>(n);
     }
-    auto ex = std::make_unique<StreamExchange>(
-        ctx, sink, std::move(topics), cursor,
-        kind == Kind::kSse ? StreamExchange::Format::kSse : StreamExchange::Format::kNdjson,
-        pad, std::move(headers));
+    auto ex = std::make_unique<StreamExchange>(ctx, sink, std::move(topics), cursor,
+                                               kind == Kind::kSse ? StreamExchange::Format::kSse
+                                                                  : StreamExchange::Format::kNdjson,
+                                               pad, std::move(headers));
     ex->start();
     return ex;
 }
@@ -238,23 +237,40 @@ std::unique_ptr<Exchange> subscribe(broker::LoopContext& ctx, HttpRequest& req,
 
 const char* reason_phrase(int status) {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 426: return "Upgrade Required";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 426:
+        return "Upgrade Required";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }
 

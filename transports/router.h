@@ -2,11 +2,11 @@
 // handlers. Protocol-neutral: HTTP/1.1 and HTTP/2 adapters both call handle_request.
 #pragma once
 
-#include <memory>
-#include <string>
-
 #include "broker/loop_context.h"
 #include "transports/http_message.h"
+
+#include <memory>
+#include <string>
 
 namespace herald::transports {
 

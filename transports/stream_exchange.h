@@ -1,14 +1,14 @@
 // StreamExchange: an endless response carrying a Feed — Server-Sent Events or NDJSON lines.
 #pragma once
 
+#include "broker/feed.h"
+#include "transports/http_message.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include "broker/feed.h"
-#include "transports/http_message.h"
 
 namespace herald::transports {
 

@@ -67,7 +67,9 @@ int select_alpn(SSL* /*ssl*/, const unsigned char** out, unsigned char* outlen,
 TlsContext::TlsContext(std::string cert_file, std::string key_file, SSL_CTX* ctx)
     : cert_file_(std::move(cert_file)), key_file_(std::move(key_file)), ctx_(ctx) {}
 
-TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
+TlsContext::~TlsContext() {
+    SSL_CTX_free(ctx_);
+}
 
 proto::Result<SSL_CTX*> TlsContext::build(const std::string& cert_file,
                                           const std::string& key_file) {
@@ -142,7 +144,9 @@ TlsChannel::TlsChannel(SSL* ssl) : ssl_(ssl) {
     SSL_set_accept_state(ssl_);
 }
 
-TlsChannel::~TlsChannel() { SSL_free(ssl_); }
+TlsChannel::~TlsChannel() {
+    SSL_free(ssl_);
+}
 
 void TlsChannel::feed(const char* data, std::size_t len) {
     while (len > 0) {
@@ -219,7 +223,9 @@ void TlsChannel::shutdown() {
     SSL_shutdown(ssl_);
 }
 
-std::size_t TlsChannel::output_size() const { return BIO_ctrl_pending(out_); }
+std::size_t TlsChannel::output_size() const {
+    return BIO_ctrl_pending(out_);
+}
 
 std::string TlsChannel::take_output() {
     std::string out(BIO_ctrl_pending(out_), '\0');

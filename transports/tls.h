@@ -3,15 +3,14 @@
 // socket stays libuv's and the bytes go through the same gathered-write path as plaintext.
 #pragma once
 
+#include "proto/result.h"
+
 #include <cstddef>
 #include <memory>
 #include <mutex>
+#include <openssl/types.h>
 #include <string>
 #include <string_view>
-
-#include <openssl/types.h>
-
-#include "proto/result.h"
 
 namespace herald::transports {
 
@@ -35,8 +34,7 @@ public:
 
 private:
     TlsContext(std::string cert_file, std::string key_file, SSL_CTX* ctx);
-    static proto::Result<SSL_CTX*> build(const std::string& cert_file,
-                                         const std::string& key_file);
+    static proto::Result<SSL_CTX*> build(const std::string& cert_file, const std::string& key_file);
 
     const std::string cert_file_;
     const std::string key_file_;

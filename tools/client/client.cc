@@ -1,10 +1,10 @@
 #include "tools/client/client.h"
 
-#include <algorithm>
-#include <cctype>
-
 #include "tools/client/ndjson_splitter.h"
 #include "tools/client/sse_parser.h"
+
+#include <algorithm>
+#include <cctype>
 
 namespace herald::client {
 
@@ -56,7 +56,9 @@ bool is_success(const Response& response) {
     return response.status >= 200 && response.status < 300;
 }
 
-bool passed(Deadline deadline) { return deadline && Clock::now() >= *deadline; }
+bool passed(Deadline deadline) {
+    return deadline && Clock::now() >= *deadline;
+}
 
 // GET /topics/{topic} or /subscribe?topic=..&topic=.., with the transport and cursor.
 Request subscribe_request(const Url& base, const SubscribeOptions& options,

@@ -1,18 +1,18 @@
 // Herald's blocking client: publish and subscribe over the HTTP API (docs/api.md).
 #pragma once
 
+#include "proto/result.h"
+#include "tools/client/http_connection.h"
+#include "tools/client/http_message.h"
+#include "tools/client/url.h"
+#include "tools/client/wire.h"
+
 #include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include "proto/result.h"
-#include "tools/client/http_connection.h"
-#include "tools/client/http_message.h"
-#include "tools/client/url.h"
-#include "tools/client/wire.h"
 
 namespace herald::client {
 
@@ -26,8 +26,8 @@ struct SubscribeOptions {
     std::vector<std::string> topics;   // one: GET /topics/{topic}; more: GET /subscribe
     std::optional<std::string> since;  // cursor sent as ?since=; none: new events only
     Transport transport = Transport::kSse;
-    Deadline deadline;                 // subscribe() returns ok when it passes
-    std::optional<int> poll_timeout_s; // ?timeout= for each long-poll; none: broker default
+    Deadline deadline;                  // subscribe() returns ok when it passes
+    std::optional<int> poll_timeout_s;  // ?timeout= for each long-poll; none: broker default
 };
 
 // Called with each event or truncation signal, in order; returns false to end the

@@ -1,10 +1,10 @@
 #include "tools/client/http_connection.h"
 
+#include "tools/client/http_response_parser.h"
+
 #include <array>
 #include <cerrno>
 #include <cstring>
-#include <utility>
-
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -12,8 +12,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include "tools/client/http_response_parser.h"
+#include <utility>
 
 namespace herald::client {
 
@@ -61,8 +60,8 @@ bool wait_for(int fd, short events, Deadline deadline) {
 
 // Non-blocking connect bounded by the deadline. Returns the socket or -1 with errno set.
 int connect_one(const addrinfo& ai, Deadline deadline) {
-    const int fd = ::socket(ai.ai_family, ai.ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                            ai.ai_protocol);
+    const int fd =
+        ::socket(ai.ai_family, ai.ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai.ai_protocol);
     if (fd < 0) {
         return -1;
     }
@@ -125,8 +124,8 @@ proto::Result<HttpConnection> HttpConnection::connect(const Url& url, Deadline d
     }
     ::freeaddrinfo(list);
     if (fd < 0) {
-        return make_error(ErrorCode::kUnavailable, "connect to " + url.authority() + ": " +
-                                                       std::strerror(last_errno));
+        return make_error(ErrorCode::kUnavailable,
+                          "connect to " + url.authority() + ": " + std::strerror(last_errno));
     }
     return HttpConnection(fd, url.authority());
 }
@@ -145,7 +144,9 @@ HttpConnection& HttpConnection::operator=(HttpConnection&& other) noexcept {
     return *this;
 }
 
-HttpConnection::~HttpConnection() { close(); }
+HttpConnection::~HttpConnection() {
+    close();
+}
 
 void HttpConnection::close() {
     if (fd_ >= 0) {
@@ -172,8 +173,7 @@ proto::Status HttpConnection::send_all(std::string_view bytes, Deadline deadline
     return proto::ok_status();
 }
 
-proto::Result<std::size_t> HttpConnection::receive(char* buf, std::size_t size,
-                                                   Deadline deadline) {
+proto::Result<std::size_t> HttpConnection::receive(char* buf, std::size_t size, Deadline deadline) {
     for (;;) {
         const ssize_t n = ::recv(fd_, buf, size, 0);
         if (n >= 0) {

@@ -1,13 +1,13 @@
 // A blocking HTTP/1.1 client connection over TCP.
 #pragma once
 
-#include <chrono>
-#include <optional>
-#include <string>
-
 #include "proto/result.h"
 #include "tools/client/http_message.h"
 #include "tools/client/url.h"
+
+#include <chrono>
+#include <optional>
+#include <string>
 
 namespace herald::client {
 

@@ -6,20 +6,34 @@ namespace herald::client {
 
 namespace {
 
-ResponseParser& self(llhttp_t* p) { return *static_cast<ResponseParser*>(p->data); }
+ResponseParser& self(llhttp_t* p) {
+    return *static_cast<ResponseParser*>(p->data);
+}
 
-int tr_message_begin(llhttp_t* p) { return self(p).on_message_begin(); }
-int tr_status(llhttp_t* p, const char* at, std::size_t n) { return self(p).on_status({at, n}); }
+int tr_message_begin(llhttp_t* p) {
+    return self(p).on_message_begin();
+}
+int tr_status(llhttp_t* p, const char* at, std::size_t n) {
+    return self(p).on_status({at, n});
+}
 int tr_header_field(llhttp_t* p, const char* at, std::size_t n) {
     return self(p).on_header_field({at, n});
 }
 int tr_header_value(llhttp_t* p, const char* at, std::size_t n) {
     return self(p).on_header_value({at, n});
 }
-int tr_header_value_complete(llhttp_t* p) { return self(p).on_header_value_complete(); }
-int tr_headers_complete(llhttp_t* p) { return self(p).on_headers_complete(); }
-int tr_body(llhttp_t* p, const char* at, std::size_t n) { return self(p).on_body({at, n}); }
-int tr_message_complete(llhttp_t* p) { return self(p).on_message_complete(); }
+int tr_header_value_complete(llhttp_t* p) {
+    return self(p).on_header_value_complete();
+}
+int tr_headers_complete(llhttp_t* p) {
+    return self(p).on_headers_complete();
+}
+int tr_body(llhttp_t* p, const char* at, std::size_t n) {
+    return self(p).on_body({at, n});
+}
+int tr_message_complete(llhttp_t* p) {
+    return self(p).on_message_complete();
+}
 
 // llhttp keeps a pointer to its settings for the parser's whole life.
 const llhttp_settings_t& settings() {

@@ -1,13 +1,12 @@
 // Incremental HTTP/1.1 response parser over llhttp.
 #pragma once
 
-#include <cstddef>
-#include <string>
-
-#include <llhttp.h>
-
 #include "proto/result.h"
 #include "tools/client/http_message.h"
+
+#include <cstddef>
+#include <llhttp.h>
+#include <string>
 
 namespace herald::client {
 
@@ -36,7 +35,7 @@ public:
     bool complete() const { return complete_; }  // the whole response was parsed
     bool stopped() const { return stopped_; }    // the sink returned false
     bool done() const { return complete_ || stopped_; }
-    bool started() const { return started_; }    // at least one byte was fed
+    bool started() const { return started_; }  // at least one byte was fed
     // The connection may carry the next request: the response is complete, neither side said
     // "close", and no stray bytes followed it.
     bool keep_alive() const { return complete_ && keep_alive_ && !extra_bytes_; }

@@ -1,12 +1,12 @@
 // Frames an application/x-ndjson stream into lines.
 #pragma once
 
+#include "proto/result.h"
+
 #include <cstddef>
 #include <functional>
 #include <string>
 #include <string_view>
-
-#include "proto/result.h"
 
 namespace herald::client {
 

@@ -2,14 +2,14 @@
 // parsing rules, the same ones a browser's EventSource applies.
 #pragma once
 
+#include "proto/result.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include "proto/result.h"
 
 namespace herald::client {
 
@@ -49,14 +49,14 @@ private:
     void dispatch(const Sink& sink);
 
     std::size_t max_event_bytes_;
-    std::string line_;            // a line whose end has not arrived yet
-    std::size_t bom_matched_ = 0; // bytes of a leading UTF-8 BOM seen so far
+    std::string line_;             // a line whose end has not arrived yet
+    std::size_t bom_matched_ = 0;  // bytes of a leading UTF-8 BOM seen so far
     bool bom_done_ = false;
-    bool skip_lf_ = false;        // the last piece ended in CR: a LF starting the next is its pair
+    bool skip_lf_ = false;  // the last piece ended in CR: a LF starting the next is its pair
     std::string data_;
     std::string type_;
-    std::string id_buffer_;       // the spec's "last event ID buffer"
-    std::string last_event_id_;   // the spec's "last event ID string"
+    std::string id_buffer_;      // the spec's "last event ID buffer"
+    std::string last_event_id_;  // the spec's "last event ID string"
     std::optional<std::uint64_t> retry_ms_;
 };
 

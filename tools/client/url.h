@@ -1,12 +1,12 @@
 // The broker's base URL and the percent-encoding used to build request targets.
 #pragma once
 
+#include "proto/result.h"
+
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include "proto/result.h"
 
 namespace herald::client {
 

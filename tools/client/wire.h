@@ -2,14 +2,14 @@
 // transport, publish acknowledgements and error bodies. Pure functions.
 #pragma once
 
+#include "proto/result.h"
+#include "tools/client/http_message.h"
+#include "tools/client/sse_parser.h"
+
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include "proto/result.h"
-#include "tools/client/http_message.h"
-#include "tools/client/sse_parser.h"
 
 namespace herald::client {
 
@@ -21,7 +21,7 @@ struct Notification {
     std::string topic;  // empty when the transport does not say (SSE, several topics)
     // kEvent:
     std::string id;
-    std::string type;   // empty when the event has none
+    std::string type;  // empty when the event has none
     std::string data;
     // kTruncated:
     std::string since;

@@ -1,8 +1,8 @@
+#include "broker/config.h"
+
 #include <doctest/doctest.h>
 #include <initializer_list>
 #include <vector>
-
-#include "broker/config.h"
 
 namespace herald::broker {
 namespace {

@@ -1,24 +1,22 @@
 // The client against canned HTTP responses written by a loopback server thread over a real
 // TCP socket, in odd pieces, so framing, de-chunking and decoding run as against a broker.
 
-#include <doctest/doctest.h>
+#include "tools/client/client.h"
 
+#include <arpa/inet.h>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <doctest/doctest.h>
 #include <functional>
 #include <mutex>
-#include <string>
-#include <thread>
-#include <vector>
-
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <string>
 #include <sys/socket.h>
+#include <thread>
 #include <unistd.h>
-
-#include "tools/client/client.h"
+#include <vector>
 
 namespace herald::client {
 
@@ -65,8 +63,9 @@ void wait_for_close(int fd) {
 }
 
 std::string response_head(int status, std::string_view content_type, std::string_view extra) {
-    return "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Type: " +
-           std::string(content_type) + "\r\n" + std::string(extra) + "\r\n";
+    return "HTTP/1.1 " + std::to_string(status) +
+           " X\r\nContent-Type: " + std::string(content_type) + "\r\n" + std::string(extra) +
+           "\r\n";
 }
 
 std::string full_response(int status, std::string_view content_type, std::string_view body) {
@@ -196,7 +195,8 @@ bool has_header(const std::string& request, std::string_view line) {
 
 TEST_CASE("client: SSE subscription decodes a chunked stream sent in odd pieces") {
     const std::string stream =
-        ": " + std::string(40, ' ') + "\n\nretry: 2000\n\n"
+        ": " + std::string(40, ' ') +
+        "\n\nretry: 2000\n\n"
         "event: herald.truncated\n"
         "data: {\"topic\":\"chat/room-1\",\"since\":\"5\",\"oldest\":\"9\"}\n\n"
         "id: 9\nevent: message\ndata: first line\ndata: second line\n\n"
@@ -310,8 +310,8 @@ TEST_CASE("client: SSE with several topics reports no topic") {
 
 TEST_CASE("client: the callback ends an endless stream") {
     CannedServer server([&](int fd, const std::string&, int) {
-        REQUIRE(write_all(fd, response_head(200, "text/event-stream",
-                                            "Transfer-Encoding: chunked\r\n")));
+        REQUIRE(write_all(
+            fd, response_head(200, "text/event-stream", "Transfer-Encoding: chunked\r\n")));
         // Three events in one chunk: the callback stops after two, the third is not delivered.
         REQUIRE(write_all(fd, chunk("id: 1\ndata: a\n\nid: 2\ndata: b\n\nid: 3\ndata: c\n\n")));
         wait_for_close(fd);
@@ -335,8 +335,8 @@ TEST_CASE("client: the callback ends an endless stream") {
 
 TEST_CASE("client: reaching the deadline ends a quiet stream without error") {
     CannedServer server([&](int fd, const std::string&, int) {
-        REQUIRE(write_all(fd, response_head(200, "application/x-ndjson",
-                                            "Transfer-Encoding: chunked\r\n")));
+        REQUIRE(write_all(
+            fd, response_head(200, "application/x-ndjson", "Transfer-Encoding: chunked\r\n")));
         REQUIRE(write_all(fd, chunk("\n")));  // a heartbeat, then nothing
         wait_for_close(fd);
         return false;
@@ -394,12 +394,9 @@ TEST_CASE("client: long-poll follows last_id on one keep-alive connection") {
     CHECK(got[3].id == "13");
     const auto requests = server.requests();
     REQUIRE(requests.size() == 3);
-    CHECK(request_line(requests[0]) ==
-          "GET /topics/a?transport=poll&since=3&timeout=5 HTTP/1.1");
-    CHECK(request_line(requests[1]) ==
-          "GET /topics/a?transport=poll&since=12&timeout=5 HTTP/1.1");
-    CHECK(request_line(requests[2]) ==
-          "GET /topics/a?transport=poll&since=12&timeout=5 HTTP/1.1");
+    CHECK(request_line(requests[0]) == "GET /topics/a?transport=poll&since=3&timeout=5 HTTP/1.1");
+    CHECK(request_line(requests[1]) == "GET /topics/a?transport=poll&since=12&timeout=5 HTTP/1.1");
+    CHECK(request_line(requests[2]) == "GET /topics/a?transport=poll&since=12&timeout=5 HTTP/1.1");
     CHECK(server.connections() == 1);
 }
 
@@ -424,8 +421,8 @@ TEST_CASE("client: the first long-poll without a cursor sends no since") {
 
 TEST_CASE("client: publish sends the data as the body and returns the broker's answer") {
     CannedServer server([&](int fd, const std::string&, int) {
-        REQUIRE(write_all(fd, full_response(201, "application/json",
-                                            R"({"id":"17","topic":"chat/room-1"})")));
+        REQUIRE(write_all(
+            fd, full_response(201, "application/json", R"({"id":"17","topic":"chat/room-1"})")));
         return true;
     });
     Client client(server.url());
@@ -451,8 +448,8 @@ TEST_CASE("client: publish sends the data as the body and returns the broker's a
 
 TEST_CASE("client: a broker error carries its status and message") {
     CannedServer server([&](int fd, const std::string&, int) {
-        REQUIRE(write_all(fd, full_response(400, "application/json",
-                                            R"({"error":"bad topic: empty segment"})")));
+        REQUIRE(write_all(
+            fd, full_response(400, "application/json", R"({"error":"bad topic: empty segment"})")));
         return true;
     });
     Client client(server.url());
@@ -474,9 +471,9 @@ TEST_CASE("client: a broker error carries its status and message") {
 
 TEST_CASE("client: a stream that breaks off mid-chunk is an error") {
     CannedServer server([&](int fd, const std::string&, int) {
-        REQUIRE(write_all(fd, response_head(200, "text/event-stream",
-                                            "Transfer-Encoding: chunked\r\n") +
-                                  chunk("id: 1\ndata: a\n\n") + "20\r\nid: 2\n"));
+        REQUIRE(write_all(
+            fd, response_head(200, "text/event-stream", "Transfer-Encoding: chunked\r\n") +
+                    chunk("id: 1\ndata: a\n\n") + "20\r\nid: 2\n"));
         return false;
     });
     Client client(server.url());

@@ -1,8 +1,7 @@
-#include <doctest/doctest.h>
-
-#include <string>
-
 #include "tools/client/http_response_parser.h"
+
+#include <doctest/doctest.h>
+#include <string>
 
 namespace herald::client {
 
@@ -62,8 +61,9 @@ TEST_CASE("http response parser: a chunked 2xx body streams to the sink, one byt
 
 TEST_CASE("http response parser: an error body is buffered even with a sink") {
     const std::string error = "{\"error\":\"bad topic\"}";
-    const std::string bytes = "HTTP/1.1 400 Bad Request\r\nContent-Length: " +
-                              std::to_string(error.size()) + "\r\n\r\n" + error;
+    const std::string bytes =
+        "HTTP/1.1 400 Bad Request\r\nContent-Length: " + std::to_string(error.size()) + "\r\n\r\n" +
+        error;
     bool sink_called = false;
     ResponseParser parser([&](const Response&, std::string_view) { return sink_called = true; });
     REQUIRE(feed_in_pieces(parser, bytes, 3).ok());
@@ -107,9 +107,8 @@ TEST_CASE("http response parser: a response cut short is an error at finish()") 
 
 TEST_CASE("http response parser: interim 1xx responses are skipped") {
     ResponseParser parser;
-    REQUIRE(parser
-                .feed("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n")
-                .ok());
+    REQUIRE(
+        parser.feed("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n").ok());
     REQUIRE(parser.complete());
     CHECK(parser.response().status == 204);
     REQUIRE(parser.response().headers.size() == 1);

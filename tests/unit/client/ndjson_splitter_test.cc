@@ -1,9 +1,8 @@
-#include <doctest/doctest.h>
+#include "tools/client/ndjson_splitter.h"
 
+#include <doctest/doctest.h>
 #include <string>
 #include <vector>
-
-#include "tools/client/ndjson_splitter.h"
 
 namespace herald::client {
 

@@ -1,9 +1,8 @@
-#include <doctest/doctest.h>
+#include "tools/client/sse_parser.h"
 
+#include <doctest/doctest.h>
 #include <string>
 #include <vector>
-
-#include "tools/client/sse_parser.h"
 
 namespace herald::client {
 
@@ -105,7 +104,8 @@ TEST_CASE("sse parser: CR LF, lone CR and lone LF all end lines") {
 }
 
 TEST_CASE("sse parser: comment lines are ignored, including heartbeats and padding") {
-    const Parsed p = parse_all_ways(": " + std::string(100, ' ') + "\n\nretry: 2000\n\n"
+    const Parsed p = parse_all_ways(": " + std::string(100, ' ') +
+                                    "\n\nretry: 2000\n\n"
                                     ": heartbeat\n\nid: 3\n: inside an event\ndata: x\n\n"
                                     ":\n\n");
     REQUIRE(p.events.size() == 1);
@@ -186,12 +186,16 @@ TEST_CASE("sse parser: an event cut off by the end of the stream is not dispatch
 }
 
 TEST_CASE("sse parser: a leading UTF-8 BOM is dropped, even split, and only at the start") {
-    const Parsed p = parse_all_ways("\xEF\xBB\xBF" "data: a\n\ndata: \xEF\xBB\xBF" "b\n\n");
+    const Parsed p = parse_all_ways("\xEF\xBB\xBF"
+                                    "data: a\n\ndata: \xEF\xBB\xBF"
+                                    "b\n\n");
     REQUIRE(p.events.size() == 2);
     CHECK(p.events[0].data == "a");
-    CHECK(p.events[1].data == "\xEF\xBB\xBF" "b");
+    CHECK(p.events[1].data == "\xEF\xBB\xBF"
+                              "b");
     SUBCASE("a partial BOM is text") {
-        const Parsed q = parse_all_ways("\xEF\xBB" "data: x\n\n");
+        const Parsed q = parse_all_ways("\xEF\xBB"
+                                        "data: x\n\n");
         CHECK(q.events.empty());  // the field name is "\xEF\xBBdata", unknown
     }
 }

@@ -1,6 +1,6 @@
-#include <doctest/doctest.h>
-
 #include "tools/client/url.h"
+
+#include <doctest/doctest.h>
 
 namespace herald::client {
 

@@ -1,6 +1,6 @@
-#include <doctest/doctest.h>
-
 #include "tools/client/wire.h"
+
+#include <doctest/doctest.h>
 
 namespace herald::client {
 
@@ -47,8 +47,8 @@ TEST_CASE("wire: unknown herald.* control events are skipped, not errors") {
 }
 
 TEST_CASE("wire: NDJSON event and truncation lines") {
-    const auto ev = decode_ndjson_line(
-        R"({"id":"17","topic":"chat/room-1","type":"message","data":"hello"})");
+    const auto ev =
+        decode_ndjson_line(R"({"id":"17","topic":"chat/room-1","type":"message","data":"hello"})");
     REQUIRE(ev.ok());
     REQUIRE(ev->has_value());
     CHECK((*ev)->kind == Kind::kEvent);
@@ -75,10 +75,10 @@ TEST_CASE("wire: NDJSON event and truncation lines") {
 }
 
 TEST_CASE("wire: malformed NDJSON lines are errors") {
-    for (const char* line : {"", "not json", "[1]", R"({"id":"1","topic":"a"})",
-                             R"({"id":true,"topic":"a","data":""})",
-                             R"({"id":"1","topic":"a","data":"","type":5})",
-                             "{\"id\":\"1\",\"topic\":\"a\",\"data\":\"\xFF\"}"}) {
+    for (const char* line :
+         {"", "not json", "[1]", R"({"id":"1","topic":"a"})",
+          R"({"id":true,"topic":"a","data":""})", R"({"id":"1","topic":"a","data":"","type":5})",
+          "{\"id\":\"1\",\"topic\":\"a\",\"data\":\"\xFF\"}"}) {
         CAPTURE(line);
         const auto n = decode_ndjson_line(line);
         REQUIRE_FALSE(n.ok());
@@ -87,10 +87,10 @@ TEST_CASE("wire: malformed NDJSON lines are errors") {
 }
 
 TEST_CASE("wire: a long-poll answer lists truncations first, then events, and the cursor") {
-    const auto batch = decode_poll_body(
-        R"({"events":[{"id":"17","topic":"a","data":"hello"},)"
-        R"({"id":"18","topic":"b","type":"t","data":"x"}],"last_id":"18",)"
-        R"("truncated":[{"topic":"a","since":"5","oldest":"9"}]})");
+    const auto batch =
+        decode_poll_body(R"({"events":[{"id":"17","topic":"a","data":"hello"},)"
+                         R"({"id":"18","topic":"b","type":"t","data":"x"}],"last_id":"18",)"
+                         R"("truncated":[{"topic":"a","since":"5","oldest":"9"}]})");
     REQUIRE(batch.ok());
     REQUIRE(batch->notifications.size() == 3);
     CHECK(batch->notifications[0].kind == Kind::kTruncated);

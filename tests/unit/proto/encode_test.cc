@@ -106,15 +106,15 @@ std::string normalize_newlines(std::string_view s) {
 }
 
 const char* const kUnicodeSamples[] = {
-    "caf\xc3\xa9",                          // é, two bytes
-    "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", // 日本語, three bytes each
-    "\xf0\x9f\x98\x80 \xf0\x9f\x8e\x89",    // 😀 🎉, four bytes each
-    "\xe2\x80\xa8 and \xe2\x80\xa9",        // U+2028, U+2029 need no escaping in JSON
-    "\xf4\x8f\xbf\xbf",                     // U+10FFFF
-    "\xc2\x80\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf\xf0\x90\x80\x80", // encoding-length edges
+    "caf\xc3\xa9",                           // é, two bytes
+    "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",  // 日本語, three bytes each
+    "\xf0\x9f\x98\x80 \xf0\x9f\x8e\x89",     // 😀 🎉, four bytes each
+    "\xe2\x80\xa8 and \xe2\x80\xa9",         // U+2028, U+2029 need no escaping in JSON
+    "\xf4\x8f\xbf\xbf",                      // U+10FFFF
+    "\xc2\x80\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf\xf0\x90\x80\x80",  // encoding-length edges
 };
 
-} // namespace
+}  // namespace
 
 // --- JSON strings ---
 
@@ -198,7 +198,7 @@ TEST_CASE("json string: escapes are found at every offset of the word-at-a-time 
 
 TEST_CASE("json string: bytes next to the escape set (space, #, [, ], DEL) are not escaped") {
     std::string s = " !#$[]^`{}~\x7f";
-    s += s; // long enough for the word-at-a-time path
+    s += s;  // long enough for the word-at-a-time path
     CHECK(json_string(s) == "\"" + s + "\"");
 }
 

@@ -29,7 +29,7 @@ void check_rejected(std::string_view text) {
     CHECK_FALSE(r.error().detail.empty());
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("event id: formats as a decimal number without leading zeros") {
     CHECK(format_event_id(0) == "0");
@@ -103,7 +103,7 @@ TEST_CASE("event id: parse rejects signs, letters, inner spaces and other charac
         check_rejected("1.0");
         check_rejected("1,000");
         check_rejected("1_000");
-        check_rejected("\xd9\xa1"); // ARABIC-INDIC DIGIT ONE
+        check_rejected("\xd9\xa1");  // ARABIC-INDIC DIGIT ONE
         check_rejected(std::string_view("1\0", 2));
     }
 }

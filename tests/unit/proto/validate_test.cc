@@ -112,7 +112,7 @@ std::string encode_utf8(std::uint32_t cp) {
     return s;
 }
 
-} // namespace
+}  // namespace
 
 // --- topics ---
 
@@ -220,33 +220,33 @@ TEST_CASE("utf-8 validation: accepts ASCII, multi-byte text and emoji") {
     CHECK(is_valid_utf8(""));
     CHECK(is_valid_utf8("hello, world"));
     CHECK(is_valid_utf8(std::string_view("a\0b", 3)));
-    CHECK(is_valid_utf8("caf\xc3\xa9"));                          // é
-    CHECK(is_valid_utf8("\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e")); // 日本語
-    CHECK(is_valid_utf8("\xf0\x9f\x98\x80"));                     // U+1F600
-    CHECK(is_valid_utf8("\xe2\x80\xa8\xe2\x80\xa9"));             // U+2028, U+2029
-    CHECK(is_valid_utf8("\xef\xbf\xbf"));                         // U+FFFF
-    CHECK(is_valid_utf8("\xf4\x8f\xbf\xbf"));                     // U+10FFFF
-    CHECK(is_valid_utf8("\xed\x9f\xbf\xee\x80\x80"));             // U+D7FF, U+E000
+    CHECK(is_valid_utf8("caf\xc3\xa9"));                           // é
+    CHECK(is_valid_utf8("\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"));  // 日本語
+    CHECK(is_valid_utf8("\xf0\x9f\x98\x80"));                      // U+1F600
+    CHECK(is_valid_utf8("\xe2\x80\xa8\xe2\x80\xa9"));              // U+2028, U+2029
+    CHECK(is_valid_utf8("\xef\xbf\xbf"));                          // U+FFFF
+    CHECK(is_valid_utf8("\xf4\x8f\xbf\xbf"));                      // U+10FFFF
+    CHECK(is_valid_utf8("\xed\x9f\xbf\xee\x80\x80"));              // U+D7FF, U+E000
 }
 
 TEST_CASE("utf-8 validation: rejects overlong encodings") {
-    CHECK_FALSE(is_valid_utf8("\xc0\x80"));         // U+0000 in two bytes
-    CHECK_FALSE(is_valid_utf8("\xc1\xbf"));         // U+007F in two bytes
-    CHECK_FALSE(is_valid_utf8("\xe0\x80\x80"));     // U+0000 in three bytes
-    CHECK_FALSE(is_valid_utf8("\xe0\x9f\xbf"));     // U+07FF in three bytes
-    CHECK_FALSE(is_valid_utf8("\xf0\x80\x80\x80")); // U+0000 in four bytes
-    CHECK_FALSE(is_valid_utf8("\xf0\x8f\xbf\xbf")); // U+FFFF in four bytes
-    CHECK_FALSE(is_valid_utf8("\xc0\xaf"));         // '/' in two bytes
+    CHECK_FALSE(is_valid_utf8("\xc0\x80"));          // U+0000 in two bytes
+    CHECK_FALSE(is_valid_utf8("\xc1\xbf"));          // U+007F in two bytes
+    CHECK_FALSE(is_valid_utf8("\xe0\x80\x80"));      // U+0000 in three bytes
+    CHECK_FALSE(is_valid_utf8("\xe0\x9f\xbf"));      // U+07FF in three bytes
+    CHECK_FALSE(is_valid_utf8("\xf0\x80\x80\x80"));  // U+0000 in four bytes
+    CHECK_FALSE(is_valid_utf8("\xf0\x8f\xbf\xbf"));  // U+FFFF in four bytes
+    CHECK_FALSE(is_valid_utf8("\xc0\xaf"));          // '/' in two bytes
 }
 
 TEST_CASE("utf-8 validation: rejects UTF-16 surrogates") {
-    CHECK_FALSE(is_valid_utf8("\xed\xa0\x80"));             // U+D800
-    CHECK_FALSE(is_valid_utf8("\xed\xbf\xbf"));             // U+DFFF
-    CHECK_FALSE(is_valid_utf8("\xed\xa0\xbd\xed\xb8\x80")); // CESU-8 pair for U+1F600
+    CHECK_FALSE(is_valid_utf8("\xed\xa0\x80"));              // U+D800
+    CHECK_FALSE(is_valid_utf8("\xed\xbf\xbf"));              // U+DFFF
+    CHECK_FALSE(is_valid_utf8("\xed\xa0\xbd\xed\xb8\x80"));  // CESU-8 pair for U+1F600
 }
 
 TEST_CASE("utf-8 validation: rejects code points above U+10FFFF and bytes F5..FF") {
-    CHECK_FALSE(is_valid_utf8("\xf4\x90\x80\x80")); // U+110000
+    CHECK_FALSE(is_valid_utf8("\xf4\x90\x80\x80"));  // U+110000
     CHECK_FALSE(is_valid_utf8("\xf5\x80\x80\x80"));
     CHECK_FALSE(is_valid_utf8("\xf7\xbf\xbf\xbf"));
     CHECK_FALSE(is_valid_utf8("\xf8\x88\x80\x80\x80"));
