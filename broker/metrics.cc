@@ -33,8 +33,7 @@ namespace {
 
 void line(std::string& out, const char* name, const char* labels, std::uint64_t v) {
     char buf[256];
-    std::snprintf(buf, sizeof buf, "%s%s %llu\n", name, labels,
-                  static_cast<unsigned long long>(v));
+    std::snprintf(buf, sizeof buf, "%s%s %llu\n", name, labels, static_cast<unsigned long long>(v));
     out += buf;
 }
 
@@ -50,8 +49,7 @@ void header(std::string& out, const char* name, const char* type, const char* he
     out += '\n';
 }
 
-template <typename F>
-std::uint64_t sum(const std::vector<const LoopMetrics*>& loops, F field) {
+template <typename F> std::uint64_t sum(const std::vector<const LoopMetrics*>& loops, F field) {
     std::uint64_t s = 0;
     for (const auto* m : loops) {
         s += field(*m).get();
@@ -101,6 +99,12 @@ std::string render_metrics(const std::vector<const LoopMetrics*>& loops,
          [](const LoopMetrics& m) -> const Counter& { return m.h2_streams; }},
         {"herald_h2_streams_total", "counter", "HTTP/2 streams opened by clients.",
          [](const LoopMetrics& m) -> const Counter& { return m.h2_streams_total; }},
+        {"herald_ws_h2_streams", "gauge",
+         "Open WebSockets over HTTP/2 streams (RFC 8441 extended CONNECT).",
+         [](const LoopMetrics& m) -> const Counter& { return m.ws_h2_streams; }},
+        {"herald_ws_h2_streams_total", "counter",
+         "WebSockets opened over HTTP/2 streams (RFC 8441 extended CONNECT).",
+         [](const LoopMetrics& m) -> const Counter& { return m.ws_h2_streams_total; }},
         {"herald_tls_connections", "gauge", "Open TLS client connections.",
          [](const LoopMetrics& m) -> const Counter& { return m.tls_connections; }},
         {"herald_tls_handshake_errors_total", "counter",

@@ -13,8 +13,12 @@ namespace herald::broker {
 // atomic read-modify-write keeps the hot path free of locked instructions.
 class Counter {
 public:
-    void add(std::uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
-    void sub(std::uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+    void add(std::uint64_t n = 1) {
+        v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    }
+    void sub(std::uint64_t n = 1) {
+        v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+    }
     std::uint64_t get() const { return v_.load(std::memory_order_relaxed); }
 
 private:
@@ -39,22 +43,23 @@ struct LoopMetrics {
     Counter bytes_out;
     Counter catchups;  // slow subscribers switched from live to history
     Counter truncations;
-    Counter http_errors;  // 4xx/5xx answers
+    Counter http_errors;           // 4xx/5xx answers
     Counter h2_connections;        // gauge: connections speaking HTTP/2
     Counter h2_streams;            // gauge: open HTTP/2 streams
     Counter h2_streams_total;      // HTTP/2 streams opened
+    Counter ws_h2_streams;         // gauge: WebSockets carried by HTTP/2 streams (RFC 8441)
+    Counter ws_h2_streams_total;   // extended CONNECTs accepted as WebSockets
     Counter tls_connections;       // gauge
     Counter tls_handshake_errors;  // failed or timed-out TLS handshakes
 };
 
 // The sequencer's metrics. Written by the storage thread only.
 struct StorageMetrics {
-    static constexpr std::array<double, 12> kBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-                                                        0.005,  0.01,    0.025,  0.05,  0.1,
-                                                        0.25,   1.0};
-    Counter published;  // events acknowledged
-    Counter batches;    // group commits
-    Counter errors;     // failed appends
+    static constexpr std::array<double, 12> kBuckets = {
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0};
+    Counter published;                                                // events acknowledged
+    Counter batches;                                                  // group commits
+    Counter errors;                                                   // failed appends
     std::array<Counter, kBuckets.size() + 1> append_latency_buckets;  // last: +Inf
     Counter append_latency_sum_us;
     void observe_append(double seconds);

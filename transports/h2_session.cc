@@ -1,13 +1,17 @@
 #include "transports/h2_session.h"
 
+#include "proto/ws.h"
+#include "transports/router.h"
+#include "transports/ws_endpoint.h"
+#include "transports/ws_handshake.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <nghttp2/nghttp2.h>
 #include <string>
-
-#include "transports/router.h"
+#include <utility>
 
 namespace herald::transports {
 
@@ -24,6 +28,9 @@ constexpr std::uint64_t kResetBurst = 1000;
 constexpr std::uint64_t kResetRate = 33;
 // SETTINGS and PING ACKs queued before the peer counts as flooding (it does not read them).
 constexpr std::size_t kMaxOutboundAck = 1000;
+// After our END_STREAM closed a WebSocket's stream (RFC 8441, 5: the TCP FIN of RFC 6455), how
+// long the client has to end its side before the stream is reset.
+constexpr std::uint64_t kWsEndWaitMs = 2000;
 
 // A header name that means something only on a single HTTP/1.1 connection (RFC 9113,
 // 8.2.2): never sent on h2.
@@ -72,6 +79,41 @@ bool decode_base64url(std::string_view in, std::string& out) {
 
 }  // namespace
 
+// RFC 8441: the WebSocket carried by one stream once its extended CONNECT was answered 200. The
+// stream's DATA frames are the WebSocket's bytes both ways; the WsEndpoint runs the pubsub
+// subprotocol on them exactly as over an HTTP/1.1 connection. Owned by its Stream, dies with it
+// (RST_STREAM, END_STREAM both ways, GOAWAY, connection gone). Loop thread only.
+class H2Session::WsTunnel final : public WsSink {
+public:
+    WsTunnel(H2Session& s, Stream& st);
+    ~WsTunnel() override;
+    WsTunnel(const WsTunnel&) = delete;
+    WsTunnel& operator=(const WsTunnel&) = delete;
+
+    bool ok() const { return endpoint_.ok(); }
+    WsEndpoint& endpoint() { return endpoint_; }
+    bool input_paused() const { return input_paused_; }
+
+private:
+    // WsSink. Nothing here destroys the stream: a reset or END_STREAM only takes effect when
+    // nghttp2 sends it, outside the endpoint's code.
+    void write(broker::FramePtr frame) override;
+    void write_copy(std::string_view bytes) override;
+    std::size_t queued_bytes() const override;
+    void want_turn_end() override;
+    // Input flow control is the stream's own window (RFC 9113, 5.2): while paused, received
+    // DATA is not acknowledged with WINDOW_UPDATE, so the client stops after one window.
+    void pause_input() override { input_paused_ = true; }
+    void resume_input() override;
+    void close_after_flush() override;
+    void abort() override;
+
+    H2Session& s_;
+    Stream& st_;
+    bool input_paused_ = false;
+    WsEndpoint endpoint_;  // last: it may call the sink while being built
+};
+
 // One request/response exchange: assembles the request from HEADERS and DATA, then is the
 // ResponseSink of its exchange. Owned by the session's stream map; destroyed when nghttp2
 // closes the stream (response done, RST_STREAM, GOAWAY, connection gone).
@@ -79,14 +121,17 @@ class H2Session::Stream final : public ResponseSink {
 public:
     Stream(H2Session& s, std::int32_t id)
         : s_(s), id_(id), req_(std::make_unique<HttpRequest>()), opened_ms_(s.ctx_.now_ms()) {}
-    ~Stream() override { exchange_.reset(); }  // before the sink it writes to
+    ~Stream() override {
+        ws_.reset();  // before the sink they write to
+        exchange_.reset();
+    }
 
     std::int32_t id() const { return id_; }
     bool dispatched() const { return dispatched_; }
     std::uint64_t opened_ms() const { return opened_ms_; }
-    Exchange* exchange() const { return exchange_.get(); }
     bool request_incomplete() const { return !request_ended_; }
     std::size_t own_bytes() const { return q_bytes_; }
+    WsTunnel* ws() const { return ws_.get(); }
 
     // Header callbacks. False: reset the stream (an absurd header block).
     bool on_header(std::string_view name, std::string_view value) {
@@ -107,6 +152,10 @@ public:
                 req_->target = value;
             } else if (name == ":authority") {
                 req_->headers.emplace_back("host", value);
+            } else if (name == ":protocol") {
+                // RFC 8441, 4; nghttp2 accepts it only on CONNECT, as we announced
+                // SETTINGS_ENABLE_CONNECT_PROTOCOL.
+                protocol_ = value;
             }
             return true;  // :scheme; nghttp2 rejects unknown pseudo-headers itself
         }
@@ -134,14 +183,101 @@ public:
     }
 
     void on_headers_done() {
-        if (error_status_ != 0) {
-            dispatch();  // 431 without waiting for a body
+        if (error_status_ != 0 || (req_ && req_->method == "CONNECT")) {
+            // 431 without waiting for a body; a CONNECT is answered at once, its DATA is the
+            // tunnel's (RFC 9113, 8.5).
+            dispatch();
         }
     }
 
     void on_request_end() {
         request_ended_ = true;
+        if (ws_) {
+            // The client ended its side (RFC 8441, 5: the TCP FIN of RFC 6455): we end ours
+            // once what is queued is out, and the stream closes.
+            finish();
+            return;
+        }
         dispatch();
+    }
+
+    // DATA for the WebSocket. Returns how many of these bytes the stream's window should not
+    // get back yet (all of them while the endpoint holds its input).
+    std::size_t on_ws_data(const char* data, std::size_t len) {
+        if (reset_sent_ || request_ended_) {
+            return 0;
+        }
+        ws_->endpoint().on_data(data, len);
+        if (ws_->input_paused()) {
+            held_ += len;
+            return len;
+        }
+        return 0;
+    }
+
+    // The end of a turn the tunnel asked for: run the endpoint's, and give the client back the
+    // window of input the endpoint took since it resumed reading.
+    void on_ws_turn_end() {
+        ws_turn_queued_ = false;
+        if (!ws_) {
+            return;
+        }
+        ws_->endpoint().on_turn_end();
+        if (held_ > 0 && !ws_->input_paused()) {
+            nghttp2_session_consume_stream(s_.session_, id_, held_);
+            held_ = 0;
+        }
+    }
+
+    void want_ws_turn_end() {
+        if (!ws_turn_queued_) {
+            ws_turn_queued_ = true;
+            s_.ws_turn_end_.push_back(id_);
+        }
+        s_.want_send();
+    }
+
+    // Stops the stream at once (RFC 8441, 5: RST_STREAM(CANCEL) stands for a TCP reset).
+    void reset(std::uint32_t code) {
+        if (std::exchange(reset_sent_, true)) {
+            return;
+        }
+        finished_ = true;
+        nghttp2_submit_rst_stream(s_.session_, NGHTTP2_FLAG_NONE, id_, code);
+        s_.want_send();
+    }
+
+    // Our END_STREAM went out while the client's side of the WebSocket is still open.
+    void note_ws_end_sent() { ws_end_sent_ms_ = s_.ctx_.now_ms(); }
+
+    void on_drained() {
+        if (ws_) {
+            ws_->endpoint().on_drained();
+        } else if (exchange_) {
+            exchange_->on_drained();
+        }
+    }
+
+    void on_tick(std::uint64_t now_ms) {
+        if (ws_) {
+            if (ws_end_sent_ms_ != 0) {
+                if (now_ms - ws_end_sent_ms_ >= kWsEndWaitMs) {
+                    reset(NGHTTP2_NO_ERROR);
+                }
+                return;
+            }
+            ws_->endpoint().on_tick(now_ms);
+        } else if (exchange_) {
+            exchange_->on_tick(now_ms);
+        }
+    }
+
+    void on_shutdown() {
+        if (ws_) {
+            ws_->endpoint().shutdown();  // close 1001, then END_STREAM
+        } else if (exchange_) {
+            exchange_->on_shutdown();
+        }
     }
 
     // The request is complete (or refused): hand it to the router.
@@ -159,11 +295,61 @@ public:
         if (count_request_) {
             s_.ctx_.metrics().requests.add();
         }
+        if (req->method == "CONNECT") {
+            open_tunnel(*req);
+            return;
+        }
         if (!parse_target(req->target, req->path, req->query)) {
             send_error(*this, 400, "malformed percent-encoding in the request target", {});
             return;
         }
         exchange_ = handle_request(s_.ctx_, *req, *this);
+    }
+
+    // CONNECT: a WebSocket by RFC 8441's extended CONNECT on /ws, or a refusal (Herald is no
+    // proxy: a plain CONNECT has no tunnel to open).
+    void open_tunnel(HttpRequest& req) {
+        if (protocol_.empty()) {
+            send_error(*this, 405, "CONNECT is not supported (this is not a proxy)",
+                       {{"Allow", "GET, POST, OPTIONS"}});
+            return;
+        }
+        if (protocol_ != "websocket") {
+            send_error(*this, 501,
+                       "unsupported :protocol (only websocket, on " + std::string(kWsPath) + ")",
+                       {});
+            return;
+        }
+        if (!parse_target(req.target, req.path, req.query)) {
+            send_error(*this, 400, "malformed percent-encoding in the request target", {});
+            return;
+        }
+        if (req.path != kWsPath) {
+            send_error(*this, 404, "no such path: " + req.path, {});
+            return;
+        }
+        if (request_ended_) {
+            send_error(*this, 400, "a WebSocket stream must stay open (END_STREAM on CONNECT)", {});
+            return;
+        }
+        auto& ctx = s_.ctx_;
+        if (auto refusal = check_ws_request(ctx.config(), req, /*h2=*/true)) {
+            send_error(*this, refusal->status, refusal->message, std::move(refusal->headers));
+            return;
+        }
+        if (ctx.stopping()) {
+            send_error(*this, 503, "shutting down", {});
+            return;
+        }
+        auto tunnel = std::make_unique<WsTunnel>(s_, *this);
+        if (!tunnel->ok()) {
+            send_error(*this, 500, "out of memory", {});
+            return;
+        }
+        // RFC 8441, 5: a 2xx opens the WebSocket; no Sec-WebSocket-Accept on HTTP/2.
+        start(200, {{"sec-websocket-protocol", std::string(proto::ws::kSubprotocol)}},
+              std::nullopt);
+        ws_ = std::move(tunnel);
     }
 
     void refuse(int status, const std::string& message) {
@@ -200,10 +386,9 @@ public:
         std::vector<nghttp2_nv> nv;
         nv.reserve(fields.size() + 2);
         auto add = [&nv](std::string_view k, std::string_view v) {
-            nv.push_back(nghttp2_nv{
-                reinterpret_cast<uint8_t*>(const_cast<char*>(k.data())),
-                reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), k.size(), v.size(),
-                NGHTTP2_NV_FLAG_NONE});
+            nv.push_back(nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(k.data())),
+                                    reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())),
+                                    k.size(), v.size(), NGHTTP2_NV_FLAG_NONE});
         };
         const std::string status_text = std::to_string(status);
         add(":status", status_text);
@@ -232,7 +417,7 @@ public:
     }
 
     void write(broker::FramePtr bytes) override {
-        if (!started_ || finished_ || bytes->bytes.empty()) {
+        if (!started_ || finished_ || reset_sent_ || bytes->bytes.empty()) {
             return;
         }
         q_bytes_ += bytes->bytes.size();
@@ -311,8 +496,9 @@ public:
         }
     }
 
-    bool congested_ = false;      // listed in the session's congested_
-    bool count_request_ = true;   // false for an h2c upgrade: HTTP/1.1 counted it already
+    bool congested_ = false;       // listed in the session's congested_
+    bool count_request_ = true;    // false for an h2c upgrade: HTTP/1.1 counted it already
+    bool ws_turn_queued_ = false;  // listed in the session's ws_turn_end_
 
 private:
     static ssize_t read_trampoline(nghttp2_session* /*session*/, std::int32_t /*stream_id*/,
@@ -342,16 +528,61 @@ private:
     bool head_only_ = false;
     std::unique_ptr<Exchange> exchange_;
 
+    // RFC 8441.
+    std::string protocol_;              // :protocol of an extended CONNECT
+    std::unique_ptr<WsTunnel> ws_;      // once answered 200
+    std::size_t held_ = 0;              // WebSocket input not yet given back to the window
+    std::uint64_t ws_end_sent_ms_ = 0;  // our END_STREAM went out (0: not yet)
+    bool reset_sent_ = false;
+
     // Response.
     bool started_ = false;
-    bool has_body_ = false;   // submitted with a data provider
-    bool finished_ = false;   // finish() called: EOF once the queue is sent
-    bool deferred_ = false;   // the data provider answered NGHTTP2_ERR_DEFERRED
+    bool has_body_ = false;            // submitted with a data provider
+    bool finished_ = false;            // finish() called: EOF once the queue is sent
+    bool deferred_ = false;            // the data provider answered NGHTTP2_ERR_DEFERRED
     std::vector<broker::FramePtr> q_;  // body bytes not sent yet, from q_[q_head_] + q_off_
     std::size_t q_head_ = 0;
     std::size_t q_off_ = 0;
     std::size_t q_bytes_ = 0;
 };
+
+H2Session::WsTunnel::WsTunnel(H2Session& s, Stream& st) : s_(s), st_(st), endpoint_(s.ctx_, *this) {
+    s_.ctx_.metrics().ws_h2_streams.add();
+    s_.ctx_.metrics().ws_h2_streams_total.add();
+}
+
+H2Session::WsTunnel::~WsTunnel() {
+    s_.ctx_.metrics().ws_h2_streams.sub();
+}
+
+void H2Session::WsTunnel::write(broker::FramePtr frame) {
+    st_.write(std::move(frame));
+}
+
+void H2Session::WsTunnel::write_copy(std::string_view bytes) {
+    st_.write(broker::make_frame(std::string(bytes)));
+}
+
+std::size_t H2Session::WsTunnel::queued_bytes() const {
+    return st_.queued_bytes();
+}
+
+void H2Session::WsTunnel::want_turn_end() {
+    st_.want_ws_turn_end();
+}
+
+void H2Session::WsTunnel::resume_input() {
+    input_paused_ = false;
+    st_.want_ws_turn_end();  // gives the held window back there, outside nghttp2's callbacks
+}
+
+void H2Session::WsTunnel::close_after_flush() {
+    st_.finish();  // END_STREAM after the queued frames (RFC 8441, 5)
+}
+
+void H2Session::WsTunnel::abort() {
+    st_.reset(NGHTTP2_CANCEL);
+}
 
 // nghttp2 callbacks (C): find the session and call a member. No exception may cross them.
 struct H2Callbacks {
@@ -394,28 +625,26 @@ struct H2Callbacks {
         });
     }
 
-    static int begin_headers(nghttp2_session* /*s*/, const nghttp2_frame* frame,
-                             void* user_data) {
+    static int begin_headers(nghttp2_session* /*s*/, const nghttp2_frame* frame, void* user_data) {
         return guard([&] {
-            if (frame->hd.type == NGHTTP2_HEADERS &&
-                frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+            if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
                 self(user_data)->open_stream(frame->hd.stream_id);
             }
             return 0;
         });
     }
 
-    static int header(nghttp2_session* /*s*/, const nghttp2_frame* frame,
-                      const std::uint8_t* name, std::size_t namelen, const std::uint8_t* value,
-                      std::size_t valuelen, std::uint8_t /*flags*/, void* user_data) {
+    static int header(nghttp2_session* /*s*/, const nghttp2_frame* frame, const std::uint8_t* name,
+                      std::size_t namelen, const std::uint8_t* value, std::size_t valuelen,
+                      std::uint8_t /*flags*/, void* user_data) {
         return guard([&] {
             H2Session::Stream* st = self(user_data)->find(frame->hd.stream_id);
             if (st == nullptr) {
                 return 0;
             }
-            bool ok = st->on_header(
-                std::string_view(reinterpret_cast<const char*>(name), namelen),
-                std::string_view(reinterpret_cast<const char*>(value), valuelen));
+            bool ok =
+                st->on_header(std::string_view(reinterpret_cast<const char*>(name), namelen),
+                              std::string_view(reinterpret_cast<const char*>(value), valuelen));
             return ok ? 0 : static_cast<int>(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE);
         });
     }
@@ -440,22 +669,34 @@ struct H2Callbacks {
         });
     }
 
-    static int data_chunk(nghttp2_session* /*s*/, std::uint8_t /*flags*/, std::int32_t stream_id,
+    static int data_chunk(nghttp2_session* session, std::uint8_t /*flags*/, std::int32_t stream_id,
                           const std::uint8_t* data, std::size_t len, void* user_data) {
         return guard([&] {
             H2Session* h = self(user_data);
+            std::size_t held = 0;
             if (H2Session::Stream* st = h->find(stream_id)) {
-                st->on_body(reinterpret_cast<const char*>(data), len);
+                const char* bytes = reinterpret_cast<const char*>(data);
+                if (st->ws() != nullptr) {
+                    held = st->on_ws_data(bytes, len);
+                } else {
+                    st->on_body(bytes, len);
+                }
                 if (st->dispatched()) {
                     h->want_send();
                 }
+            }
+            // Window updates are ours (no_auto_window_update): the connection's window is
+            // given back at once, so one WebSocket holding its input never stalls the other
+            // streams; a stream's own window only for the bytes it took.
+            nghttp2_session_consume_connection(session, len);
+            if (len > held) {
+                nghttp2_session_consume_stream(session, stream_id, len - held);
             }
             return 0;
         });
     }
 
-    static int frame_send(nghttp2_session* session, const nghttp2_frame* frame,
-                          void* user_data) {
+    static int frame_send(nghttp2_session* session, const nghttp2_frame* frame, void* user_data) {
         return guard([&] {
             if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) {
                 return 0;
@@ -465,10 +706,16 @@ struct H2Callbacks {
             }
             H2Session::Stream* st = self(user_data)->find(frame->hd.stream_id);
             if (st != nullptr && st->request_incomplete()) {
-                // The response is complete before the request (413, 431): ask the client to
-                // stop sending (RFC 9113, 8.1).
-                nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
-                                          NGHTTP2_NO_ERROR);
+                if (st->ws() != nullptr) {
+                    // A WebSocket closed from our side: the client ends its side in turn
+                    // (RFC 8441, 5), or on_tick resets the stream.
+                    st->note_ws_end_sent();
+                } else {
+                    // The response is complete before the request (413, 431): ask the client
+                    // to stop sending (RFC 9113, 8.1).
+                    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                              NGHTTP2_NO_ERROR);
+                }
             }
             return 0;
         });
@@ -510,6 +757,9 @@ struct H2Callbacks {
         nghttp2_option_set_max_continuations(opt, 8);
         // No RFC 7540 priority tree to keep closed streams for: they are freed at once.
         nghttp2_option_set_no_closed_streams(opt, 1);
+        // A WebSocket stream (RFC 8441) that stops reading must stop its client: the stream's
+        // window is given back only as the endpoint takes the bytes (see data_chunk).
+        nghttp2_option_set_no_auto_window_update(opt, 1);
         return opt;
     }
 
@@ -520,12 +770,13 @@ struct H2Callbacks {
 };
 
 H2Session::H2Session(broker::LoopContext& ctx, Connection& conn) : ctx_(ctx), conn_(conn) {
-    nghttp2_session_server_new2(&session_, H2Callbacks::callbacks(), this,
-                                H2Callbacks::options());
+    nghttp2_session_server_new2(&session_, H2Callbacks::callbacks(), this, H2Callbacks::options());
     const auto& cfg = ctx_.config();
     const nghttp2_settings_entry settings[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, cfg.h2_max_streams},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<std::uint32_t>(cfg.max_header_bytes)},
+        // RFC 8441, 3: WebSockets by extended CONNECT (:protocol websocket) on /ws.
+        {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
     };
     nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings,
                             sizeof settings / sizeof settings[0]);
@@ -621,7 +872,18 @@ std::size_t H2Session::send_high_water() const {
     return ctx_.config().subscriber_queue_bytes / 2;
 }
 
+void H2Session::run_ws_turn_ends() {
+    std::vector<std::int32_t> ids;
+    ids.swap(ws_turn_end_);
+    for (std::int32_t id : ids) {
+        if (Stream* st = find(id)) {
+            st->on_ws_turn_end();  // asking again lists it for the next round
+        }
+    }
+}
+
 void H2Session::on_turn_end() {
+    run_ws_turn_ends();
     if (output_paused_ && conn_.queued_bytes() >= send_high_water()) {
         return;  // on_drained picks up
     }
@@ -669,8 +931,8 @@ void H2Session::check_drained() {
         st->congested_ = false;
         if (st->own_bytes() + conn_.queued_bytes() >= low) {
             note_congested(st);
-        } else if (Exchange* ex = st->exchange()) {
-            ex->on_drained();
+        } else {
+            st->on_drained();
         }
     }
 }
@@ -698,8 +960,8 @@ void H2Session::on_tick(std::uint64_t now_ms) {
             if (now_ms - st->opened_ms() >= request_timeout) {
                 st->refuse(408, "request not received in time");
             }
-        } else if (Exchange* ex = st->exchange()) {
-            ex->on_tick(now_ms);
+        } else {
+            st->on_tick(now_ms);  // an open WebSocket has no request timeout
         }
     }
 }
@@ -717,8 +979,8 @@ void H2Session::shutdown() {
     for (auto& [id, st] : streams_) {
         if (!st->dispatched()) {
             st->refuse(503, "shutting down");
-        } else if (Exchange* ex = st->exchange()) {
-            ex->on_shutdown();
+        } else {
+            st->on_shutdown();
         }
     }
     want_send();

@@ -3,6 +3,10 @@
 // as DATA frames whose payload is a slice of the shared event frame, never a copy.
 #pragma once
 
+#include "broker/loop_context.h"
+#include "transports/connection.h"
+#include "transports/http_message.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -10,16 +14,16 @@
 #include <unordered_map>
 #include <vector>
 
-#include "broker/loop_context.h"
-#include "transports/connection.h"
-#include "transports/http_message.h"
-
 struct nghttp2_session;
 
 namespace herald::transports {
 
 // Owned by its Connection (h2 by ALPN, h2c by prior knowledge or by Upgrade); destroyed with
 // it, which ends every stream's exchange. Loop thread only.
+//
+// RFC 8441: SETTINGS_ENABLE_CONNECT_PROTOCOL is announced, and an extended CONNECT with
+// :protocol websocket on /ws turns its stream into a WebSocket (pubsub subprotocol) whose bytes
+// are the stream's DATA both ways, next to the connection's other streams.
 //
 // Output is pulled, not pushed: streams queue frames and mark themselves sendable; at the end
 // of the loop turn nghttp2_session_send() writes what the peer's flow-control windows allow,
@@ -48,6 +52,7 @@ public:
 
 private:
     class Stream;
+    class WsTunnel;
     friend struct H2Callbacks;
 
     Stream* find(std::int32_t id);
@@ -55,6 +60,7 @@ private:
     void on_stream_closed(std::int32_t id);
     void note_congested(Stream* s);
     void check_drained();
+    void run_ws_turn_ends();
     void want_send() { conn_.want_turn_end(); }
     std::size_t send_high_water() const;
 
@@ -62,9 +68,10 @@ private:
     Connection& conn_;
     nghttp2_session* session_ = nullptr;
     std::unordered_map<std::int32_t, std::unique_ptr<Stream>> streams_;
-    std::vector<std::int32_t> congested_;  // streams to tell when their queue drains
-    std::uint64_t idle_since_ms_ = 0;      // no stream open since then (0: some are)
-    bool output_paused_ = false;           // connection queue above the high water
+    std::vector<std::int32_t> congested_;    // streams to tell when their queue drains
+    std::vector<std::int32_t> ws_turn_end_;  // WebSocket streams that asked for the turn end
+    std::uint64_t idle_since_ms_ = 0;        // no stream open since then (0: some are)
+    bool output_paused_ = false;             // connection queue above the high water
     bool check_drained_after_send_ = false;
     bool shutting_down_ = false;
 };

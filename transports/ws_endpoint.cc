@@ -1,11 +1,11 @@
 #include "transports/ws_endpoint.h"
 
+#include "broker/feed.h"
+#include "proto/ws.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-
-#include "broker/feed.h"
-#include "proto/ws.h"
 
 namespace herald::transports {
 namespace {

@@ -1,8 +1,11 @@
 // WsEndpoint: the server side of one WebSocket speaking the pubsub subprotocol
 // (docs/pubsub-subprotocol.md) over a byte sink. It knows nothing of sockets: a WsSession runs
-// it over an HTTP/1.1 connection after the 101, an HTTP/2 stream (RFC 8441) can run it over
-// the stream's DATA the same way by implementing WsSink.
+// it over an HTTP/1.1 connection after the 101, an H2Session stream (RFC 8441) over the
+// stream's DATA after the 200 of an extended CONNECT.
 #pragma once
+
+#include "broker/frame.h"
+#include "broker/loop_context.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -12,9 +15,6 @@
 #include <string>
 #include <string_view>
 #include <wslay/wslay.h>
-
-#include "broker/frame.h"
-#include "broker/loop_context.h"
 
 namespace herald::transports {
 
@@ -40,8 +40,8 @@ public:
     virtual void abort() = 0;
 };
 
-// Owned by the transport that carries it (WsSession); dies with it, leaving the hub and
-// cancelling publish waits. Loop thread only.
+// Owned by the transport that carries it (WsSession, or an HTTP/2 stream's tunnel); dies with
+// it, leaving the hub and cancelling publish waits. Loop thread only.
 class WsEndpoint {
 public:
     WsEndpoint(broker::LoopContext& ctx, WsSink& sink);

@@ -1,12 +1,12 @@
 #include "transports/ws_handshake.h"
 
+#include "proto/ws.h"
+
 #include <algorithm>
 #include <cstring>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <strings.h>
-
-#include "proto/ws.h"
 
 namespace herald::transports {
 namespace {
@@ -158,7 +158,8 @@ std::optional<WsRefusal> check_ws_request(const broker::Config& cfg, const HttpR
     if (!offered) {
         return refuse(400, "subprotocol pubsub required (Sec-WebSocket-Protocol: pubsub)");
     }
-    const std::string* host = req.header(h2 ? ":authority" : "host");
+    // The HTTP/2 adapter keeps :authority as "host" (RFC 9113, 8.3.1: they mean the same).
+    const std::string* host = req.header("host");
     if (!ws_origin_allowed(cfg, req.header("origin"), host)) {
         return refuse(403, "Origin not allowed to open a WebSocket (see --ws-allowed-origins)");
     }

@@ -4,12 +4,12 @@
 // 101 and switches its connection, an HTTP/2 stream would answer 200.
 #pragma once
 
+#include "broker/config.h"
+#include "transports/http_message.h"
+
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include "broker/config.h"
-#include "transports/http_message.h"
 
 namespace herald::transports {
 
@@ -25,9 +25,10 @@ struct WsRefusal {
 
 // Checks an HTTP/1.1 upgrade request (GET, Upgrade: websocket, Connection: upgrade,
 // Sec-WebSocket-Version: 13, a Sec-WebSocket-Key of 16 base64 bytes), or with `h2` an
-// RFC 8441 extended CONNECT (method CONNECT, :protocol websocket carried in the Upgrade
-// slot by the adapter, no key), and, for both, Sec-WebSocket-Protocol offering "pubsub" and
-// the Origin. Returns nothing when the request may be accepted.
+// RFC 8441 extended CONNECT (method CONNECT, no key; the HTTP/2 adapter has checked
+// :protocol websocket and the path, and keeps :authority as "host"), and, for both,
+// Sec-WebSocket-Protocol offering "pubsub" and the Origin. Returns nothing when the request
+// may be accepted.
 std::optional<WsRefusal> check_ws_request(const broker::Config& cfg, const HttpRequest& req,
                                           bool h2 = false);
 

@@ -1,6 +1,5 @@
 #include "transports/ws_session.h"
 
-
 #include "transports/router.h"
 #include "transports/ws_handshake.h"
 

@@ -2,16 +2,16 @@
 // WsEndpoint protocol engine over the Connection's socket.
 #pragma once
 
+#include "broker/loop_context.h"
+#include "transports/connection.h"
+#include "transports/http_message.h"
+#include "transports/ws_endpoint.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
-
-#include "broker/loop_context.h"
-#include "transports/connection.h"
-#include "transports/http_message.h"
-#include "transports/ws_endpoint.h"
 
 namespace herald::transports {
 

@@ -1,10 +1,9 @@
+#include "proto/validate.h"
 #include "proto/ws.h"
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 #include <string>
-
-#include "proto/validate.h"
 
 using herald::proto::Event;
 using herald::proto::EventId;
