@@ -39,6 +39,8 @@ public:
     void stop();
 
     proto::EventId last_sent() const { return last_sent_; }
+    // The encoding emit() receives; may be changed until start().
+    void set_wire_format(proto::WireFormat f) { format_ = f; }
     const std::vector<std::string>& topics() const { return topics_; }
 
 protected:
@@ -58,7 +60,7 @@ private:
 
     const std::vector<std::string> topics_;
     const std::optional<proto::EventId> cursor_;
-    const proto::WireFormat format_;
+    proto::WireFormat format_;
     Phase phase_ = Phase::kNew;
     proto::EventId last_sent_ = 0;           // highest id handed to the transport
     proto::EventId max_missed_ = 0;          // highest live id dropped while not live

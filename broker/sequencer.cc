@@ -53,14 +53,20 @@ void Sequencer::stop() {
 }
 
 bool Sequencer::publish(PublishRequest req) {
+    bool was_empty;
     {
         std::lock_guard lock(mu_);
         if (stopping_) {
             return false;
         }
+        was_empty = queue_.empty();
         queue_.push_back(std::move(req));
     }
-    cv_.notify_one();
+    // A non-empty queue means the sequencer was already woken and will look at the queue
+    // again before it waits: one futex wake per batch, not per publish.
+    if (was_empty) {
+        cv_.notify_one();
+    }
     return true;
 }
 

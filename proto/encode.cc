@@ -190,8 +190,30 @@ std::string encode_sse(const Event& ev) {
     return out;
 }
 
+std::string encode_chunk(std::string_view body) {
+    char size[20];
+    char* end = size + sizeof size;
+    char* p = end;
+    std::size_t n = body.size();
+    do {
+        *--p = "0123456789abcdef"[n & 0xf];
+        n >>= 4;
+    } while (n != 0);
+    std::string out;
+    out.reserve(static_cast<std::size_t>(end - p) + body.size() + 4);
+    out.append(p, end);
+    out += "\r\n";
+    out += body;
+    out += "\r\n";
+    return out;
+}
+
 std::string encode(const Event& ev, WireFormat format) {
     switch (format) {
+    case WireFormat::kSseChunk:
+        return encode_chunk(encode_sse(ev));
+    case WireFormat::kNdjsonChunk:
+        return encode_chunk(encode_ndjson(ev));
     case WireFormat::kSse:
         return encode_sse(ev);
     case WireFormat::kNdjson:

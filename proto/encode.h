@@ -15,8 +15,15 @@ enum class WireFormat : unsigned char {
     kNdjson = 1,    // one JSON object + "\n"
     kPollJson = 2,  // one JSON object, no newline (an element of the long-poll "events" array)
     kWsEvent = 3,   // a complete WebSocket text frame of the pubsub "event" op (proto/ws.h)
-    kCount = 4,
+    // kSse / kNdjson as one HTTP/1.1 chunk ("<hex size>\r\n" bytes "\r\n"): a subscriber on a
+    // chunked response then sends one shared buffer per event, with no framing of its own.
+    kSseChunk = 4,
+    kNdjsonChunk = 5,
+    kCount = 6,
 };
+
+// `body` as one chunk of the chunked transfer coding (RFC 9112, 7.1). `body` is not empty.
+std::string encode_chunk(std::string_view body);
 
 // Appends `s` as a JSON string literal (with quotes). `s` must be valid UTF-8; control
 // characters, '"' and '\\' are escaped, everything else is copied as is.

@@ -27,6 +27,47 @@ struct Connection::WriteReq {
     std::size_t bytes = 0;
 };
 
+namespace {
+// Finished write requests are kept for reuse by the same loop thread, so that a delivery
+// costs no allocation (a profile of 10k-subscriber fan-out had a fifth of its instructions in
+// malloc/free). Bounded; oversized ones are freed.
+constexpr std::size_t kWritePoolSize = 4096;
+constexpr std::size_t kPooledCapacity = 64;
+}  // namespace
+
+Connection::WriteReq* Connection::acquire_write() {
+    auto& pool = write_pool();
+    WriteReq* w;
+    if (pool.empty()) {
+        w = new WriteReq;
+    } else {
+        w = pool.back().release();
+        pool.pop_back();
+    }
+    w->conn = this;
+    w->req.data = w;
+    return w;
+}
+
+void Connection::release_write(WriteReq* w) {
+    w->hold.clear();  // releases the frames
+    w->bufs.clear();
+    w->arena.clear();
+    w->bytes = 0;
+    auto& pool = write_pool();
+    if (pool.size() < kWritePoolSize && w->hold.capacity() <= kPooledCapacity &&
+        w->bufs.capacity() <= kPooledCapacity && w->arena.capacity() <= 16 * kPooledCapacity) {
+        pool.emplace_back(w);
+    } else {
+        delete w;
+    }
+}
+
+std::vector<std::unique_ptr<Connection::WriteReq>>& Connection::write_pool() {
+    thread_local std::vector<std::unique_ptr<WriteReq>> pool;
+    return pool;
+}
+
 Connection::Connection(broker::LoopContext& ctx, ConnectionList& list) : ctx_(ctx), list_(list) {
     uv_tcp_init(ctx_.loop(), &tcp_);
     tcp_.data = this;
@@ -266,11 +307,9 @@ void Connection::flush() {
     if (out_.empty()) {
         return;
     }
-    auto* w = new WriteReq;
-    w->conn = this;
-    w->req.data = w;
-    w->arena = std::move(arena_);
-    arena_.clear();
+    WriteReq* w = acquire_write();
+    // The pooled request's (empty) arena becomes ours: no allocation either way.
+    w->arena.swap(arena_);
     w->hold.reserve(out_.size());
     w->bufs.reserve(out_.size());
     for (auto& p : out_) {
@@ -325,9 +364,7 @@ void Connection::flush_tls() {
     if (tls_->output_size() == 0) {
         return;
     }
-    auto* w = new WriteReq;
-    w->conn = this;
-    w->req.data = w;
+    WriteReq* w = acquire_write();
     w->arena = tls_->take_output();
     w->bufs.push_back(uv_buf_init(w->arena.data(), static_cast<unsigned>(w->arena.size())));
     w->bytes = w->arena.size();
@@ -335,15 +372,51 @@ void Connection::flush_tls() {
 }
 
 void Connection::write_out(WriteReq* w) {
+    if (queued_bytes() + w->bytes >= ctx_.config().subscriber_queue_bytes / 4) {
+        above_low_water_ = true;
+    }
+    std::size_t skip = 0;
     if (inflight_bytes_ == 0) {
         last_progress_ms_ = ctx_.now_ms();
+        // Nothing queued in libuv: write directly. uv_write would also write at once, but
+        // then re-arm the epoll watcher (an epoll_ctl per write: a tenth of the broker's CPU
+        // at 10k subscribers). Only what the kernel does not take goes through uv_write.
+        int n = uv_try_write(stream(), w->bufs.data(), static_cast<unsigned>(w->bufs.size()));
+        if (n == static_cast<int>(w->bytes)) {
+            ctx_.metrics().bytes_out.add(w->bytes);
+            release_write(w);
+            maybe_drained();
+            return;
+        }
+        if (n < 0 && n != UV_EAGAIN) {
+            release_write(w);
+            close();
+            return;
+        }
+        if (n > 0) {
+            skip = static_cast<std::size_t>(n);
+            ctx_.metrics().bytes_out.add(skip);
+        }
+    }
+    if (skip > 0) {
+        // Drop what was written: whole buffers, then the front of a partial one.
+        std::size_t i = 0;
+        std::size_t left = skip;
+        while (left >= w->bufs[i].len) {
+            left -= w->bufs[i].len;
+            ++i;
+        }
+        w->bufs.erase(w->bufs.begin(), w->bufs.begin() + static_cast<std::ptrdiff_t>(i));
+        w->bufs.front().base += left;
+        w->bufs.front().len -= left;
+        w->bytes -= skip;
     }
     inflight_bytes_ += w->bytes;
     int rc = uv_write(&w->req, stream(), w->bufs.data(), static_cast<unsigned>(w->bufs.size()),
                       &Connection::on_write);
     if (rc != 0) {
         inflight_bytes_ -= w->bytes;
-        delete w;
+        release_write(w);
         close();
     }
 }
@@ -355,7 +428,7 @@ void Connection::on_write(uv_write_t* req, int status) {
     if (status == 0) {
         self->ctx_.metrics().bytes_out.add(w->bytes);
     }
-    delete w;
+    release_write(w);
     if (self->closing_) {
         return;
     }
@@ -370,8 +443,23 @@ void Connection::on_write(uv_write_t* req, int status) {
         }
         return;
     }
-    if (self->session_ && self->queued_bytes() < self->ctx_.config().subscriber_queue_bytes / 4) {
-        self->session_->on_drained();
+    self->maybe_drained();
+}
+
+void Connection::maybe_drained() {
+    // Edge-triggered: once per fall below the low watermark (a quarter of the subscriber
+    // budget), whether the bytes left by a write callback or by a direct write.
+    if (!above_low_water_ || !session_ || closing_ || close_after_flush_ ||
+        queued_bytes() >= ctx_.config().subscriber_queue_bytes / 4) {
+        return;
+    }
+    above_low_water_ = false;
+    const bool outer = !in_session_;
+    in_session_ = true;
+    session_->on_drained();
+    if (outer) {
+        in_session_ = false;
+        retired_.reset();
     }
 }
 

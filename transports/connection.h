@@ -103,6 +103,9 @@ private:
         std::uint32_t len = 0;
     };
     struct WriteReq;
+    WriteReq* acquire_write();
+    static void release_write(WriteReq* w);
+    static std::vector<std::unique_ptr<WriteReq>>& write_pool();
 
     ~Connection() override;
     static void on_closed(uv_handle_t* h);
@@ -114,6 +117,7 @@ private:
     void flush();
     void flush_tls();
     void write_out(WriteReq* w);
+    void maybe_drained();
 
     broker::LoopContext& ctx_;
     ConnectionList& list_;
@@ -130,6 +134,7 @@ private:
     std::size_t inflight_bytes_ = 0;
     std::uint64_t last_progress_ms_ = 0;  // last write completion, or queue empty
     bool reading_ = false;
+    bool above_low_water_ = false;  // queued bytes reached the low watermark since last drain
     bool closing_ = false;
     bool close_after_flush_ = false;
 };

@@ -40,6 +40,8 @@ public:
                std::optional<std::size_t> content_length) override;
     void write(broker::FramePtr bytes) override;
     void finish() override;
+    bool chunked() const override { return chunked_ && !head_only_; }
+    void write_framed(broker::FramePtr bytes) override;
     std::size_t queued_bytes() const override { return conn_.queued_bytes() + pending_bytes_; }
 
 private:

@@ -48,6 +48,12 @@ public:
     virtual void write(broker::FramePtr bytes) = 0;
     // Ends the response.
     virtual void finish() = 0;
+    // Whether body bytes are sent in the chunked transfer coding (HTTP/1.1 streams). Valid
+    // after start().
+    virtual bool chunked() const { return false; }
+    // Queues body bytes already framed for this sink's transfer coding (one whole chunk when
+    // chunked()), shared as they are.
+    virtual void write_framed(broker::FramePtr bytes) { write(std::move(bytes)); }
     // Bytes accepted by write() that the peer has not taken yet (for backpressure).
     virtual std::size_t queued_bytes() const = 0;
 };

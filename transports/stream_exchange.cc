@@ -58,12 +58,22 @@ void StreamExchange::start() {
         pre += retry;
         sink_.write(broker::make_frame(std::move(pre)));
     }
+    if (sink_.chunked()) {
+        // Each event leaves as one shared, pre-framed chunk: one buffer per delivery.
+        preframed_ = true;
+        set_wire_format(format_ == Format::kSse ? proto::WireFormat::kSseChunk
+                                                : proto::WireFormat::kNdjsonChunk);
+    }
     last_write_ms_ = ctx_.now_ms();
     Feed::start();
 }
 
 void StreamExchange::emit(const broker::FramePtr& frame) {
-    sink_.write(frame);
+    if (preframed_) {
+        sink_.write_framed(frame);
+    } else {
+        sink_.write(frame);
+    }
     last_write_ms_ = ctx_.now_ms();
     ctx_.metrics().delivered[static_cast<std::size_t>(kind())].add();
 }

@@ -46,6 +46,7 @@ private:
     const std::size_t padding_;
     HeaderList headers_;
     std::uint64_t last_write_ms_ = 0;
+    bool preframed_ = false;  // event frames carry the sink's chunk framing already
     bool ended_ = false;
 };
 

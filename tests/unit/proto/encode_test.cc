@@ -403,3 +403,17 @@ TEST_CASE("truncation json: output parses as JSON") {
     CHECK(n["control"] == "truncated");
     CHECK(n["oldest"].is_null());
 }
+
+TEST_CASE("chunk encoder: size line in lower-case hex, CR LF after the size and the data") {
+    using herald::proto::encode_chunk;
+    CHECK(encode_chunk("a") == "1\r\na\r\n");
+    CHECK(encode_chunk(std::string(255, 'x')) == "ff\r\n" + std::string(255, 'x') + "\r\n");
+    CHECK(encode_chunk(std::string(4096, 'y')).substr(0, 6) == "1000\r\n");
+}
+
+TEST_CASE("chunked wire formats wrap exactly the SSE frame and the NDJSON line") {
+    using namespace herald::proto;
+    Event ev{42, "a/b", "greeting", "line 1\nline 2", 0};
+    CHECK(encode(ev, WireFormat::kSseChunk) == encode_chunk(encode_sse(ev)));
+    CHECK(encode(ev, WireFormat::kNdjsonChunk) == encode_chunk(encode_ndjson(ev)));
+}
