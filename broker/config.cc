@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sched.h>
 #include <sstream>
+#include <sys/resource.h>
 #include <thread>
 
 namespace herald::broker {
@@ -31,7 +32,7 @@ constexpr Flag kFlags[] = {
     {"threads", "N", "event loops (default: number of cores)"},
     {"max-body", "BYTES", "largest event data (default 1048576)"},
     {"max-header-bytes", "BYTES", "request line + headers (default 16384)"},
-    {"max-connections", "N", "open client connections (default 16000)"},
+    {"max-connections", "N", "open client connections (default: open-file limit - 1024)"},
     {"request-timeout", "SECONDS", "time to receive a whole request (default 10)"},
     {"idle-timeout", "SECONDS", "idle keep-alive connections are closed after (default 75)"},
     {"send-timeout", "SECONDS", "close a peer that takes no bytes for this long (default 60)"},
@@ -299,6 +300,21 @@ proto::Result<Config> parse_config(int argc, const char* const* argv) {
     if (!c.tls_listen_host.empty() && (c.tls_cert.empty() || c.tls_key.empty())) {
         return make_error(ErrorCode::kInvalidArgument,
                           "--tls-listen needs --tls-cert and --tls-key");
+    }
+    if (c.max_connections == 0) {
+        // Use what the hard limit allows (the soft one is often 1024), and keep 1024
+        // descriptors for RocksDB (at most 512 files), listeners, loops and the log.
+        rlimit lim{};
+        std::size_t n = 1024;
+        if (getrlimit(RLIMIT_NOFILE, &lim) == 0) {
+            if (lim.rlim_cur < lim.rlim_max) {
+                lim.rlim_cur = lim.rlim_max;
+                setrlimit(RLIMIT_NOFILE, &lim);
+                getrlimit(RLIMIT_NOFILE, &lim);
+            }
+            n = lim.rlim_cur == RLIM_INFINITY ? 1000000 : static_cast<std::size_t>(lim.rlim_cur);
+        }
+        c.max_connections = n > 2048 ? n - 1024 : n / 2;
     }
     if (c.threads == 0) {
         // The CPUs we may run on (taskset, cpusets), not all the machine has.

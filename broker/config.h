@@ -22,7 +22,9 @@ struct Config {
 
     std::size_t max_body_bytes = 1 << 20;
     std::size_t max_header_bytes = 16 << 10;
-    std::size_t max_connections = 16000;
+    // 0 until parsed; then the flag's value, or by default the open-file limit less 1024
+    // descriptors kept for the history, listeners and loops.
+    std::size_t max_connections = 0;
     double request_timeout_s = 10;
     double idle_timeout_s = 75;
     double send_timeout_s = 60;

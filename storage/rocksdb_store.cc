@@ -735,6 +735,8 @@ rocksdb::Options store_options() {
     rocksdb::Options o;
     o.create_if_missing = true;
     o.max_background_jobs = 2;
+    // Sockets share the process's open-file limit: history files must never starve them.
+    o.max_open_files = 512;
     o.keep_log_file_num = 5;
     o.max_log_file_size = 8 << 20;
     o.bytes_per_sync = 1 << 20;
