@@ -22,30 +22,6 @@ constexpr std::size_t kMaxPendingInput = 64 * 1024;
 // RFC 9113, 3.4: what an HTTP/2 client with prior knowledge sends first.
 constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-// True if the comma-separated header lists `token` (case-insensitive).
-bool has_token(const std::string* header, std::string_view token) {
-    if (header == nullptr) {
-        return false;
-    }
-    std::string_view h = *header;
-    while (!h.empty()) {
-        auto comma = h.find(',');
-        std::string_view item = h.substr(0, comma);
-        h = comma == std::string_view::npos ? std::string_view{} : h.substr(comma + 1);
-        while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) {
-            item.remove_prefix(1);
-        }
-        while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) {
-            item.remove_suffix(1);
-        }
-        if (item.size() == token.size() &&
-            strncasecmp(item.data(), token.data(), token.size()) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
 const char kCrlf[] = "\r\n";
 const broker::FramePtr& last_chunk() {
     static const broker::FramePtr f = broker::make_frame("0\r\n\r\n");
@@ -303,7 +279,7 @@ bool Http1Session::sniff_h2_preface(const char* data, std::size_t len) {
 
 bool Http1Session::upgrade_to_h2c(HttpRequest& req) {
     // RFC 7540, 3.2 (h2c, cleartext only; RFC 9113 deprecates it, curl --http2 still uses it).
-    if (conn_.is_tls() || req.http10 || !has_token(req.header("upgrade"), "h2c")) {
+    if (conn_.is_tls() || req.http10 || !req.header_has_token("upgrade", "h2c")) {
         return false;
     }
     const std::string* settings = req.header("http2-settings");

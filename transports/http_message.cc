@@ -1,5 +1,7 @@
 #include "transports/http_message.h"
 
+#include <strings.h>
+
 namespace herald::transports {
 namespace {
 
@@ -69,6 +71,32 @@ std::vector<std::string> HttpRequest::query_all(std::string_view name) const {
         }
     }
     return out;
+}
+
+bool HttpRequest::header_has_token(std::string_view name, std::string_view token) const {
+    for (const auto& [k, v] : headers) {
+        if (k != name) {
+            continue;
+        }
+        std::string_view h = v;
+        while (!h.empty()) {
+            auto comma = h.find(',');
+            std::string_view item = h.substr(0, comma);
+            h = comma == std::string_view::npos ? std::string_view{} : h.substr(comma + 1);
+            item = item.substr(0, item.find(';'));
+            while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) {
+                item.remove_prefix(1);
+            }
+            while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) {
+                item.remove_suffix(1);
+            }
+            if (item.size() == token.size() &&
+                strncasecmp(item.data(), token.data(), token.size()) == 0) {
+                return true;
+            }
+        }
+    }
+    return false;
 }
 
 bool parse_target(std::string_view target, std::string& path,

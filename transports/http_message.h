@@ -29,6 +29,9 @@ struct HttpRequest {
     const std::string* header(std::string_view name) const;  // first with that name
     const std::string* query_param(std::string_view name) const;
     std::vector<std::string> query_all(std::string_view name) const;
+    // Whether any header `name` lists `token` in its comma-separated values, compared
+    // case-insensitively, parameters (";q=...") ignored: Accept, Connection, Upgrade.
+    bool header_has_token(std::string_view name, std::string_view token) const;
 };
 
 // Splits `target` into a decoded path and query parameters. False on bad percent-encoding.

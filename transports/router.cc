@@ -18,30 +18,6 @@ bool starts_with(std::string_view s, std::string_view prefix) {
     return s.substr(0, prefix.size()) == prefix;
 }
 
-bool contains_token(const std::string* header, std::string_view token) {
-    if (header == nullptr) {
-        return false;
-    }
-    std::string_view h = *header;
-    while (!h.empty()) {
-        auto comma = h.find(',');
-        std::string_view item = h.substr(0, comma);
-        h = comma == std::string_view::npos ? std::string_view{} : h.substr(comma + 1);
-        while (!item.empty() && item.front() == ' ') {
-            item.remove_prefix(1);
-        }
-        item = item.substr(0, item.find(';'));
-        while (!item.empty() && item.back() == ' ') {
-            item.remove_suffix(1);
-        }
-        if (item.size() == token.size() &&
-            strncasecmp(item.data(), token.data(), token.size()) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
 // CORS headers for this request's Origin, if it is allowed (none without --cors-origins).
 HeaderList cors_headers(const broker::Config& cfg, const HttpRequest& req) {
     HeaderList h;
@@ -162,9 +138,9 @@ std::unique_ptr<Exchange> subscribe(broker::LoopContext& ctx, HttpRequest& req, 
             send_error(sink, 400, "bad transport (sse, stream or poll)", std::move(headers));
             return nullptr;
         }
-    } else if (contains_token(req.header("accept"), "text/event-stream")) {
+    } else if (req.header_has_token("accept", "text/event-stream")) {
         kind = Kind::kSse;
-    } else if (contains_token(req.header("accept"), "application/x-ndjson")) {
+    } else if (req.header_has_token("accept", "application/x-ndjson")) {
         kind = Kind::kStream;
     }
 

@@ -40,16 +40,6 @@ template <typename F> bool any_token(std::string_view value, F f) {
     return false;
 }
 
-// Whether any header named `name` lists `token` (case-insensitive).
-bool has_token(const HttpRequest& req, std::string_view name, std::string_view token) {
-    for (const auto& [k, v] : req.headers) {
-        if (k == name && any_token(v, [&](std::string_view t) { return iequals(t, token); })) {
-            return true;
-        }
-    }
-    return false;
-}
-
 bool has_header(const HttpRequest& req, std::string_view name) {
     return std::any_of(req.headers.begin(), req.headers.end(),
                        [&](const auto& h) { return h.first == name; });
@@ -126,13 +116,13 @@ std::optional<WsRefusal> check_ws_request(const broker::Config& cfg, const HttpR
         if (req.method != "GET") {
             return refuse(405, "a WebSocket is opened with GET", {{"Allow", "GET"}});
         }
-        if (!has_token(req, "upgrade", "websocket")) {
+        if (!req.header_has_token("upgrade", "websocket")) {
             HeaderList h = kVersion;
             h.emplace_back("Upgrade", "websocket");
             h.emplace_back("Connection", "Upgrade");
             return refuse(426, "this path takes a WebSocket handshake (Upgrade: websocket)", h);
         }
-        if (!has_token(req, "connection", "upgrade")) {
+        if (!req.header_has_token("connection", "upgrade")) {
             return refuse(400, "a WebSocket handshake needs Connection: Upgrade");
         }
         const std::string* key = req.header("sec-websocket-key");
