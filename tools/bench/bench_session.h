@@ -50,6 +50,7 @@ struct SessionConfig {
     std::vector<std::string> topic_names;
     std::vector<std::string> extra_headers;  // "Name: value"
     PollCursor poll_cursor = PollCursor::kHerald;
+    bool ws_sub_op = true;  // ws: send {"op":"sub","topic":T} (Herald's pubsub subprotocol)
 
     std::string target_for(const Subscription& s) const;
 };
@@ -75,7 +76,7 @@ public:
 // A subscriber transport the bench knows.
 struct TransportInfo {
     std::string_view name;
-    std::size_t subscriptions_per_connection;  // 1 for HTTP/1.1; N streams for h2
+    std::size_t subscriptions_per_connection;  // 1 for HTTP/1.1; 0: --streams-per-conn (h2)
     std::unique_ptr<Session> (*make)(const SessionConfig& cfg, std::span<Subscription*> subs,
                                      EventSink& sink);
 };

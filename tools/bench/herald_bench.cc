@@ -113,6 +113,8 @@ struct Options {
     std::vector<std::string> pub_headers;
     std::vector<std::string> sub_headers;
     PollCursor poll_cursor = PollCursor::kHerald;
+    bool ws_sub_op = true;
+    std::size_t streams_per_conn = 100;  // h2-sse
     std::size_t subs = 100;
     std::size_t topics = 1;
     std::string topic_prefix;
@@ -145,6 +147,10 @@ void usage(FILE* f) {
         "  --poll-cursor herald|nchan|none   long-poll cursor: ?since=last_id (herald),\n"
         "                        Last-Modified/Etag -> If-Modified-Since/If-None-Match (nchan),\n"
         "                        none (Pushpin)   (default herald)\n"
+        "  --ws-sub-op 1|0       ws: send {\"op\":\"sub\",\"topic\":T} after the upgrade\n"
+        "                        (Herald's pubsub subprotocol; 0 for a broker whose URL names\n"
+        "                        the channel, e.g. nchan) (default 1)\n"
+        "  --streams-per-conn M  h2-sse: subscriber streams per h2c connection (default 100)\n"
         "  --subs N              subscribers (default 100)\n"
         "  --topics T            topics; subscriber i listens on topic i %% T (default 1)\n"
         "  --topic-prefix P      topic names are P0..P(T-1) (default bench<pid>-)\n"
@@ -223,6 +229,13 @@ bool parse_options(int argc, char** argv, Options& o) {
             } else {
                 ok = false;
             }
+        } else if (a == "--ws-sub-op") {
+            std::string_view c = v;
+            ok = c == "0" || c == "1";
+            o.ws_sub_op = c == "1";
+        } else if (a == "--streams-per-conn") {
+            ok = parse_size(v, o.streams_per_conn) && o.streams_per_conn >= 1 &&
+                 o.streams_per_conn <= 100'000;
         } else if (a == "--subs") {
             ok = parse_size(v, o.subs);
         } else if (a == "--topics") {
@@ -360,13 +373,16 @@ class Worker final : public EventSink {
 public:
     Worker(const Options& o, const TransportInfo& t, const SessionConfig& cfg, int ctl,
            std::uint32_t first, std::uint32_t count)
-        : opt_(o), transport_(t), cfg_(cfg), ctl_(ctl), buf_(256 * 1024) {
+        : opt_(o), transport_(t), cfg_(cfg), ctl_(ctl),
+          per_(t.subscriptions_per_connection != 0 ? t.subscriptions_per_connection
+                                                   : o.streams_per_conn),
+          buf_(256 * 1024) {
         subs_.resize(count);
         for (std::uint32_t k = 0; k < count; ++k) {
             subs_[k].index = first + k;
             subs_[k].topic = static_cast<std::uint32_t>((first + k) % o.topics);
         }
-        const std::size_t per = t.subscriptions_per_connection;
+        const std::size_t per = per_;
         slots_.resize((count + per - 1) / per);
         for (std::size_t s = 0; s < slots_.size(); ++s) {
             Slot& slot = slots_[s];
@@ -442,7 +458,7 @@ public:
         }
         s.ready = true;
         ++ready_;
-        Slot& slot = slots_[(s.index - subs_[0].index) / transport_.subscriptions_per_connection];
+        Slot& slot = slots_[(s.index - subs_[0].index) / per_];
         if (++slot.ready == slot.nsubs && slot.pending) {
             slot.pending = false;
             --in_flight_;
@@ -735,6 +751,7 @@ private:
     const TransportInfo& transport_;
     const SessionConfig& cfg_;
     const int ctl_;
+    const std::size_t per_;  // subscriptions per connection
     int ep_ = -1;
     std::vector<char> buf_;
     std::vector<Subscription> subs_;
@@ -1245,17 +1262,24 @@ int run(int argc, char** argv) {
         std::fprintf(stderr, "herald-bench: %s\n", error.c_str());
         return 2;
     }
+    // Processes split connections (not subscriptions), so a multiplexed connection's streams
+    // stay in one worker.
+    const std::size_t per_conn = transport->subscriptions_per_connection != 0
+                                     ? transport->subscriptions_per_connection
+                                     : o.streams_per_conn;
+    const std::size_t conns = (o.subs + per_conn - 1) / per_conn;
     if (o.procs == 0) {
-        o.procs = std::max<std::size_t>(1, (o.subs + 14'999) / 15'000);
+        o.procs = std::max<std::size_t>(1, (conns + 14'999) / 15'000);
     }
     if (o.subs == 0) {
         o.procs = 0;
     }
-    if (o.procs > 0 && (o.subs + o.procs - 1) / o.procs > kMaxSubsPerProc) {
+    o.procs = std::min(o.procs, conns);
+    if (o.procs > 0 && (conns + o.procs - 1) / o.procs > kMaxSubsPerProc) {
         std::fprintf(stderr,
-                     "herald-bench: %zu subscribers over %zu processes is more than %zu "
+                     "herald-bench: %zu connections over %zu processes is more than %zu "
                      "sockets per process; raise --procs\n",
-                     o.subs, o.procs, kMaxSubsPerProc);
+                     conns, o.procs, kMaxSubsPerProc);
         return 2;
     }
     if (o.topic_prefix.empty()) {
@@ -1271,6 +1295,7 @@ int run(int argc, char** argv) {
     cfg.topic_names = topics;
     cfg.extra_headers = o.sub_headers;
     cfg.poll_cursor = o.poll_cursor;
+    cfg.ws_sub_op = o.ws_sub_op;
 
     signal(SIGPIPE, SIG_IGN);
     signal(SIGALRM, on_alarm);
@@ -1291,8 +1316,10 @@ int run(int argc, char** argv) {
         const int big = 4 << 20;
         setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
         setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
-        const auto first = static_cast<std::uint32_t>(o.subs * w / o.procs);
-        const auto last = static_cast<std::uint32_t>(o.subs * (w + 1) / o.procs);
+        const auto first =
+            static_cast<std::uint32_t>(std::min(o.subs, conns * w / o.procs * per_conn));
+        const auto last =
+            static_cast<std::uint32_t>(std::min(o.subs, conns * (w + 1) / o.procs * per_conn));
         const pid_t pid = fork();
         if (pid < 0) {
             std::perror("herald-bench: fork");
@@ -1556,6 +1583,9 @@ int run(int argc, char** argv) {
     j += ",\"subs_ready\":" + std::to_string(subs_ready);
     j += ",\"subs_ready_at_end\":" + std::to_string(sum.ready_at_end);
     j += ",\"procs\":" + std::to_string(o.procs);
+    if (o.transport == "h2-sse") {
+        j += ",\"streams_per_conn\":" + std::to_string(o.streams_per_conn);
+    }
     j += ",\"topics\":" + std::to_string(o.topics);
     j += ",\"rate\":" + (o.max_rate ? std::string("\"max\"") : num(o.rate, 1));
     j += ",\"pub_conns\":" + std::to_string(o.pub_conns);
