@@ -8,6 +8,7 @@
 #include "broker/sequencer.h"
 #include "storage/history_store.h"
 #include "storage/rocksdb_store.h"
+#include "tests/unit/temp_dir.h"
 
 #include <chrono>
 #include <condition_variable>
@@ -31,25 +32,9 @@ namespace herald::broker::test {
 
 using namespace std::chrono_literals;
 
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-class TempDir {
-public:
-    TempDir() {
-        std::string path =
-            (std::filesystem::temp_directory_path() / "herald-broker-test-XXXXXX").string();
-        REQUIRE(mkdtemp(path.data()) != nullptr);
-        path_ = path;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    const std::string& path() const { return path_; }
-
-private:
-    std::string path_;
+// Directories named after this suite, so a left-over one says where it came from.
+struct TempDir : herald::test::TempDir {
+    TempDir() : herald::test::TempDir("herald-broker-test") {}
 };
 
 inline std::unique_ptr<storage::HistoryStore> open_store(const std::string& dir,

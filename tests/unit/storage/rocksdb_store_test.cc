@@ -1,4 +1,5 @@
 #include "storage/rocksdb_store.h"
+#include "tests/unit/temp_dir.h"
 
 #include <atomic>
 #include <csignal>
@@ -28,25 +29,9 @@ namespace {
 using proto::Event;
 using proto::EventId;
 
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-class TempDir {
-public:
-    TempDir() {
-        std::string path =
-            (std::filesystem::temp_directory_path() / "herald-rocksdb-test-XXXXXX").string();
-        REQUIRE(mkdtemp(path.data()) != nullptr);
-        path_ = path;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    const std::string& path() const { return path_; }
-
-private:
-    std::string path_;
+// Directories named after this suite, so a left-over one says where it came from.
+struct TempDir : herald::test::TempDir {
+    TempDir() : herald::test::TempDir("herald-rocksdb-test") {}
 };
 
 Event make_event(EventId id, std::string topic, std::string data = "x", std::string type = "",
