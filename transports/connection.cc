@@ -172,7 +172,7 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     if (nread < 0) {
         self->pause_reading();
         if (nread == UV_EOF && self->session_) {
-            self->session_->on_peer_eof(*self);
+            self->call_session([self](Session& session) { session.on_peer_eof(*self); });
         } else {
             self->close();  // reset: a streaming subscriber ends here
         }
@@ -236,13 +236,7 @@ void Connection::deliver(const char* data, std::size_t len) {
     if (!session_) {
         return;
     }
-    const bool outer = !in_session_;
-    in_session_ = true;
-    session_->on_data(data, len);
-    if (outer) {
-        in_session_ = false;
-        retired_.reset();
-    }
+    call_session([&](Session& s) { s.on_data(data, len); });
 }
 
 void Connection::queue(broker::FramePtr frame) {
@@ -282,13 +276,7 @@ void Connection::on_turn_end() {
         return;
     }
     if (session_ && !close_after_flush_) {
-        const bool outer = !in_session_;
-        in_session_ = true;
-        session_->on_turn_end();
-        if (outer) {
-            in_session_ = false;
-            retired_.reset();
-        }
+        call_session([](Session& s) { s.on_turn_end(); });
     }
     if (closing_) {
         return;
@@ -454,13 +442,7 @@ void Connection::maybe_drained() {
         return;
     }
     above_low_water_ = false;
-    const bool outer = !in_session_;
-    in_session_ = true;
-    session_->on_drained();
-    if (outer) {
-        in_session_ = false;
-        retired_.reset();
-    }
+    call_session([](Session& s) { s.on_drained(); });
 }
 
 void Connection::on_tick(std::uint64_t now_ms) {
@@ -481,7 +463,7 @@ void Connection::on_tick(std::uint64_t now_ms) {
         return;
     }
     if (session_ && !close_after_flush_) {
-        session_->on_tick(now_ms);
+        call_session([now_ms](Session& s) { s.on_tick(now_ms); });
     }
 }
 
@@ -490,7 +472,7 @@ void Connection::shutdown() {
         return;
     }
     if (session_ && !close_after_flush_) {
-        session_->shutdown();
+        call_session([](Session& s) { s.shutdown(); });
     } else if (!close_after_flush_) {
         close();
     }

@@ -113,6 +113,17 @@ private:
     static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
     static void on_write(uv_write_t* req, int status);
     void deliver(const char* data, std::size_t len);
+    // Calls into the session. A session replaced or closed from inside the call (an upgrade,
+    // close()) is destroyed only when the outermost call returns.
+    template <typename F> void call_session(F&& f) {
+        const bool outer = !in_session_;
+        in_session_ = true;
+        f(*session_);
+        if (outer) {
+            in_session_ = false;
+            retired_.reset();
+        }
+    }
     void on_tls_data(const char* data, std::size_t len);
     void flush();
     void flush_tls();

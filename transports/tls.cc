@@ -159,6 +159,23 @@ void TlsChannel::feed(const char* data, std::size_t len) {
     }
 }
 
+namespace {
+
+// What a failed SSL_do_handshake / SSL_read_ex call (returning `ret`) means for the caller.
+TlsChannel::Status status_after(SSL* ssl, int ret) {
+    switch (SSL_get_error(ssl, ret)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        return TlsChannel::Status::kWantMore;
+    case SSL_ERROR_ZERO_RETURN:
+        return TlsChannel::Status::kClosed;
+    default:
+        return TlsChannel::Status::kError;
+    }
+}
+
+}  // namespace
+
 TlsChannel::Status TlsChannel::handshake() {
     if (handshake_done_) {
         return Status::kOk;
@@ -169,15 +186,7 @@ TlsChannel::Status TlsChannel::handshake() {
         handshake_done_ = true;
         return Status::kOk;
     }
-    switch (SSL_get_error(ssl_, r)) {
-    case SSL_ERROR_WANT_READ:
-    case SSL_ERROR_WANT_WRITE:
-        return Status::kWantMore;
-    case SSL_ERROR_ZERO_RETURN:
-        return Status::kClosed;
-    default:
-        return Status::kError;
-    }
+    return status_after(ssl_, r);
 }
 
 std::string_view TlsChannel::alpn() const {
@@ -194,15 +203,7 @@ TlsChannel::Status TlsChannel::read(char* buf, std::size_t cap, std::size_t* n) 
     if (SSL_read_ex(ssl_, buf, cap, n) == 1) {
         return Status::kOk;
     }
-    switch (SSL_get_error(ssl_, 0)) {
-    case SSL_ERROR_WANT_READ:
-    case SSL_ERROR_WANT_WRITE:
-        return Status::kWantMore;
-    case SSL_ERROR_ZERO_RETURN:
-        return Status::kClosed;
-    default:
-        return Status::kError;
-    }
+    return status_after(ssl_, 0);
 }
 
 bool TlsChannel::write(const char* data, std::size_t len) {
