@@ -5,14 +5,14 @@
 namespace herald::transports {
 namespace {
 
-const broker::FramePtr& sse_heartbeat() {
-    static const broker::FramePtr f = broker::make_frame(": heartbeat\n\n");
-    return f;
-}
-
-const broker::FramePtr& ndjson_heartbeat() {
-    static const broker::FramePtr f = broker::make_frame("\n");
-    return f;
+// Heartbeats never change: built once, and once more as a ready chunk for chunked sinks.
+const broker::FramePtr& heartbeat(bool sse, bool chunked) {
+    static const broker::FramePtr frames[2][2] = {
+        {broker::make_frame("\n"), broker::make_frame(proto::encode_chunk("\n"))},
+        {broker::make_frame(": heartbeat\n\n"),
+         broker::make_frame(proto::encode_chunk(": heartbeat\n\n"))},
+    };
+    return frames[sse ? 1 : 0][chunked ? 1 : 0];
 }
 
 }  // namespace
@@ -68,12 +68,16 @@ void StreamExchange::start() {
     Feed::start();
 }
 
-void StreamExchange::emit(const broker::FramePtr& frame) {
+void StreamExchange::send_shared(const broker::FramePtr& frame) {
     if (preframed_) {
         sink_.write_framed(frame);
     } else {
         sink_.write(frame);
     }
+}
+
+void StreamExchange::emit(const broker::FramePtr& frame) {
+    send_shared(frame);
     last_write_ms_ = ctx_.now_ms();
     ctx_.metrics().delivered[static_cast<std::size_t>(kind())].add();
 }
@@ -96,7 +100,7 @@ void StreamExchange::on_tick(std::uint64_t now_ms) {
     }
     const auto interval = static_cast<std::uint64_t>(ctx_.config().heartbeat_s * 1000);
     if (now_ms - last_write_ms_ >= interval) {
-        sink_.write(format_ == Format::kSse ? sse_heartbeat() : ndjson_heartbeat());
+        send_shared(heartbeat(format_ == Format::kSse, preframed_));
         last_write_ms_ = now_ms;
     }
 }

@@ -33,6 +33,8 @@ public:
 
 private:
     void emit(const broker::FramePtr& frame) override;
+    // Queues bytes shared with other subscribers, already chunk-framed when preframed_.
+    void send_shared(const broker::FramePtr& frame);
     void emit_truncation(const proto::Truncation& t) override;
     std::size_t queued_bytes() const override { return sink_.queued_bytes(); }
     void on_feed_error(const proto::Error& error) override;
