@@ -1,5 +1,7 @@
 #include "transports/poll_exchange.h"
 
+#include "transports/router.h"
+
 #include <algorithm>
 
 namespace herald::transports {
@@ -39,14 +41,8 @@ void PollExchange::on_history(proto::Result<storage::ReadResult> result) {
     if (!result) {
         answered_ = true;
         ctx_.hub().remove(this);
-        HeaderList h = std::move(headers_);
-        std::string body = "{\"error\":";
-        proto::append_json_string(body, "history read failed: " + result.error().detail);
-        body += '}';
-        h.emplace_back("Content-Type", "application/json");
-        sink_.start(500, h, body.size());
-        sink_.write(broker::make_frame(std::move(body)));
-        sink_.finish();
+        send_error(sink_, 500, "history read failed: " + result.error().detail,
+                   std::move(headers_));
         return;
     }
     truncated_ = std::move(result->truncated);
