@@ -92,7 +92,13 @@ void PollExchange::respond() {
         return;
     }
     answered_ = true;
-    cancel_history_read();
+    if (history_read_in_flight()) {
+        // Timeout or shutdown before the history answered: the live events held meanwhile may
+        // follow a gap only that read would fill. Answer none; the client polls again from
+        // the same cursor and loses nothing.
+        events_.clear();
+        cancel_history_read();
+    }
     ctx_.hub().remove(this);
     proto::EventId last = events_.empty() ? cursor_ : events_.back()->id;
     std::string body;
