@@ -23,6 +23,7 @@ Sequencer::Sequencer(storage::HistoryStore& store, storage::Durability durabilit
                      std::int64_t max_age_ms, StorageMetrics& metrics)
     : store_(store), durability_(durability), max_age_ms_(max_age_ms), metrics_(metrics) {
     next_id_ = store_.last_id() + 1;
+    assigned_.store(store_.last_id(), std::memory_order_release);
 }
 
 Sequencer::~Sequencer() {
@@ -128,6 +129,8 @@ void Sequencer::commit(std::vector<PublishRequest>& reqs) {
         events.push_back(proto::Event{next_id_++, std::move(r.topic), std::move(r.type),
                                       std::move(r.data), now});
     }
+    // Before the write: readers may see these events as soon as it lands.
+    assigned_.store(next_id_ - 1, std::memory_order_release);
     auto t0 = std::chrono::steady_clock::now();
     auto st = store_.append(events, durability_);
     metrics_.observe_append(

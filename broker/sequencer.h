@@ -8,6 +8,7 @@
 #include "proto/result.h"
 #include "storage/history_store.h"
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -64,7 +65,11 @@ public:
     // Thread-safe. Queues the request; false once stopping (the caller answers 503).
     bool publish(PublishRequest req);
 
-    proto::EventId last_id() const { return store_.last_id(); }
+    // The highest id handed out so far: at least every id a reader of the store can see,
+    // since ids are assigned before their batch is written (the store's own last_id() rises
+    // only after the write, so a cursor clamped to it could fall below an event a client
+    // already has). Any thread.
+    proto::EventId last_id() const { return assigned_.load(std::memory_order_acquire); }
 
 private:
     void run();
@@ -75,7 +80,8 @@ private:
     const std::int64_t max_age_ms_;
     StorageMetrics& metrics_;
     std::vector<CommitListener*> listeners_;
-    proto::EventId next_id_ = 1;  // sequencer thread only
+    proto::EventId next_id_ = 1;               // sequencer thread only
+    std::atomic<proto::EventId> assigned_{0};  // next_id_ - 1, published for other threads
 
     std::mutex mu_;
     std::condition_variable cv_;
