@@ -12,13 +12,32 @@ LoopContext::LoopContext(unsigned index, uv_loop_t* loop, const Shared& shared,
 
 std::uint64_t LoopContext::publish(std::string topic, std::string type, std::string data,
                                    PublishWaiter* w) {
-    std::uint64_t cookie = next_cookie_++;
-    if (!shared_.sequencer->publish(
-            PublishRequest{std::move(topic), std::move(type), std::move(data), index_, cookie})) {
+    if (!shared_.sequencer->accepting()) {
         return 0;
     }
+    std::uint64_t cookie = next_cookie_++;
+    outbox_.push_back(
+        PublishRequest{std::move(topic), std::move(type), std::move(data), index_, cookie});
     waiters_.emplace(cookie, w);
     return cookie;
+}
+
+void LoopContext::hand_off_publishes() {
+    if (outbox_.empty() || shared_.sequencer->publish(outbox_)) {
+        return;
+    }
+    // The sequencer began stopping after these were accepted: nothing of them was stored.
+    std::vector<PublishRequest> refused;
+    refused.swap(outbox_);
+    for (const auto& r : refused) {
+        auto it = waiters_.find(r.cookie);
+        if (it == waiters_.end()) {
+            continue;
+        }
+        PublishWaiter* w = it->second;
+        waiters_.erase(it);
+        w->on_published(proto::make_error(proto::ErrorCode::kUnavailable, "broker is stopping"));
+    }
 }
 
 void LoopContext::cancel_publish(std::uint64_t cookie) {
@@ -83,6 +102,7 @@ void LoopContext::run_turn_end() {
         }
         turn_end_running_.clear();
     }
+    hand_off_publishes();
 }
 
 std::string LoopContext::render_metrics() const {

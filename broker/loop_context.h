@@ -62,7 +62,10 @@ public:
     std::uint64_t now_ms() const { return uv_now(loop_); }
 
     // Queues a publish; `w` hears back on this loop. Returns 0 when the broker is stopping
-    // (nothing queued, `w` is never called), else a cookie for cancel_publish.
+    // (nothing queued, `w` is never called), else a cookie for cancel_publish. The publishes
+    // of one loop turn reach the sequencer together at the end of the turn (one lock, one
+    // wake-up: a batch, where handing each over at once would let the sequencer thread take
+    // them one by one, a context switch each when it shares the loop's core).
     std::uint64_t publish(std::string topic, std::string type, std::string data, PublishWaiter* w);
     // `w` is going away: never call it.
     void cancel_publish(std::uint64_t cookie);
@@ -89,9 +92,12 @@ public:
 
     // Worker hooks (loop thread).
     void on_commit(const CommitBatch& batch);
+    // Runs the turn-end listeners, then hands this turn's publishes to the sequencer.
     void run_turn_end();
 
 private:
+    void hand_off_publishes();
+
     const unsigned index_;
     uv_loop_t* const loop_;
     const Shared& shared_;
@@ -100,6 +106,7 @@ private:
     proto::EventId last_dispatched_ = 0;
     std::uint64_t next_cookie_ = 1;
     std::unordered_map<std::uint64_t, PublishWaiter*> waiters_;
+    std::vector<PublishRequest> outbox_;  // accepted this turn, not yet handed to the sequencer
     std::vector<TurnEndListener*> turn_end_;
     std::vector<TurnEndListener*> turn_end_running_;
     bool stopping_ = false;

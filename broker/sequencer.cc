@@ -42,6 +42,7 @@ void Sequencer::stop() {
     {
         std::lock_guard lock(mu_);
         stopping_ = true;
+        stopping_flag_.store(true, std::memory_order_release);
     }
     cv_.notify_one();
     if (thread_.joinable()) {
@@ -54,6 +55,12 @@ void Sequencer::stop() {
 }
 
 bool Sequencer::publish(PublishRequest req) {
+    std::vector<PublishRequest> one;
+    one.push_back(std::move(req));
+    return publish(one);
+}
+
+bool Sequencer::publish(std::vector<PublishRequest>& reqs) {
     bool was_empty;
     {
         std::lock_guard lock(mu_);
@@ -61,7 +68,14 @@ bool Sequencer::publish(PublishRequest req) {
             return false;
         }
         was_empty = queue_.empty();
-        queue_.push_back(std::move(req));
+        if (was_empty) {
+            queue_.swap(reqs);
+        } else {
+            for (auto& r : reqs) {
+                queue_.push_back(std::move(r));
+            }
+            reqs.clear();
+        }
     }
     // A non-empty queue means the sequencer was already woken and will look at the queue
     // again before it waits: one futex wake per batch, not per publish.

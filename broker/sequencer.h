@@ -62,8 +62,12 @@ public:
     // Commits everything queued so far, then stops the thread and flushes the store.
     void stop();
 
-    // Thread-safe. Queues the request; false once stopping (the caller answers 503).
+    // Thread-safe. Queues the requests (moved from `reqs`, which is left empty) with one lock
+    // and at most one wake-up; false once stopping, and then nothing is taken.
+    bool publish(std::vector<PublishRequest>& reqs);
     bool publish(PublishRequest req);
+    // Thread-safe. False once stop() began: publishing now would be refused.
+    bool accepting() const { return !stopping_flag_.load(std::memory_order_acquire); }
 
     // The highest id handed out so far: at least every id a reader of the store can see,
     // since ids are assigned before their batch is written (the store's own last_id() rises
@@ -85,8 +89,9 @@ private:
 
     std::mutex mu_;
     std::condition_variable cv_;
-    std::vector<PublishRequest> queue_;  // guarded by mu_
-    bool stopping_ = false;              // guarded by mu_
+    std::vector<PublishRequest> queue_;       // guarded by mu_
+    bool stopping_ = false;                   // guarded by mu_
+    std::atomic<bool> stopping_flag_{false};  // stopping_, readable without the lock
     std::thread thread_;
 };
 

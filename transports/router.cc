@@ -56,7 +56,8 @@ public:
     void on_published(const proto::Result<EventId>& r) override {
         cookie_ = 0;
         if (!r) {
-            send_error(sink_, 500, "event not stored: " + r.error().detail, headers_);
+            const int status = r.error().code == proto::ErrorCode::kUnavailable ? 503 : 500;
+            send_error(sink_, status, "event not stored: " + r.error().detail, headers_);
             return;
         }
         std::string body = "{\"id\":\"" + proto::format_event_id(*r) + "\",\"topic\":";

@@ -6,12 +6,14 @@
 #include <doctest/doctest.h>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace herald::broker {
 namespace {
 
 using proto::EventId;
+using namespace std::chrono_literals;
 using test::LoopEnv;
 
 // Records the ids a hub subscriber receives.
@@ -62,6 +64,7 @@ TEST_CASE("loop context: a publisher hears its id once, after the loop's subscri
     CHECK(c1 != 0);
     CHECK(c2 != 0);
     CHECK(c1 != c2);
+    ctx.run_turn_end();  // this turn's publishes go to the sequencer
     env.note_published(2);
     env.wait_committed();
     CHECK(first.results.empty());  // nothing is answered before the loop sees the commit
@@ -96,6 +99,7 @@ TEST_CASE("loop context: a cancelled publish is stored but its waiter is never c
     std::uint64_t cookie = ctx.publish("a", "", "x", &gone);
     ctx.publish("a", "", "y", &stays);
     ctx.cancel_publish(cookie);
+    ctx.run_turn_end();
     env.note_published(2);
     env.wait_committed();
     env.deliver_committed();
@@ -116,6 +120,7 @@ TEST_CASE("loop context: a failed append answers its publisher with the error") 
     Waiter bad;
     // The store refuses a topic with a NUL byte; the HTTP layer never lets one through.
     CHECK(ctx.publish(std::string("a\0b", 3), "", "x", &bad) != 0);
+    ctx.run_turn_end();
     env.note_published();
     env.wait_committed();
     env.deliver_committed();
@@ -127,6 +132,7 @@ TEST_CASE("loop context: a failed append answers its publisher with the error") 
     // The next event is stored and fanned out, under a fresh id: 1 went to the failed batch.
     Waiter good;
     ctx.publish("a", "", "y", &good);
+    ctx.run_turn_end();
     env.note_published();
     env.wait_committed();
     env.deliver_committed();
@@ -158,6 +164,8 @@ TEST_CASE("loop context: only the publishing loop answers its waiters") {
     std::uint64_t c0 = env.ctx().publish("a", "", "x", &w0);
     std::uint64_t c1 = other.publish("a", "", "y", &w1);
     CHECK(c0 == c1);  // cookies are per loop: only (loop, cookie) is unique
+    env.ctx().run_turn_end();
+    other.run_turn_end();
     env.note_published(2);
     env.wait_committed();
     // The server posts every batch to every loop; here loop 0 sees it first.
@@ -176,6 +184,48 @@ TEST_CASE("loop context: only the publishing loop answers its waiters") {
 
     env.ctx().hub().remove(&here);
     other.hub().remove(&there);
+    env.close_handles();
+    CHECK(env.close_loop() == 0);
+}
+
+TEST_CASE("loop context: the publishes of one turn reach the sequencer together at its end") {
+    LoopEnv env(LoopEnv::Delivery::kManual);
+    LoopContext& ctx = env.ctx();
+    std::vector<Waiter> waiters(50);
+    for (auto& w : waiters) {
+        CHECK(ctx.publish("a", "", "x", &w) != 0);
+    }
+    // Not before the turn ends: the sequencer has nothing yet.
+    std::this_thread::sleep_for(50ms);
+    CHECK(env.storage_metrics().batches.get() == 0);
+    CHECK(env.store().last_id() == 0);
+    ctx.run_turn_end();
+    env.note_published(waiters.size());
+    env.wait_committed();
+    CHECK(env.storage_metrics().batches.get() == 1);  // one group commit for the whole turn
+    env.deliver_committed();
+    for (std::size_t i = 0; i < waiters.size(); ++i) {
+        REQUIRE(waiters[i].results.size() == 1);
+        CHECK(*waiters[i].results[0] == i + 1);
+    }
+    env.close_handles();
+    CHECK(env.close_loop() == 0);
+}
+
+TEST_CASE(
+    "loop context: publishes accepted before the sequencer stopped are answered 'unavailable' "
+    "at the turn end") {
+    LoopEnv env(LoopEnv::Delivery::kManual);
+    Waiter w;
+    CHECK(env.ctx().publish("a", "", "x", &w) != 0);
+    env.sequencer().stop();
+    env.ctx().run_turn_end();
+    REQUIRE(w.results.size() == 1);
+    REQUIRE_FALSE(w.results[0].ok());
+    CHECK(w.results[0].error().code == proto::ErrorCode::kUnavailable);
+    env.deliver_committed();
+    CHECK(w.results.size() == 1);
+    CHECK(env.store().last_id() == 0);
     env.close_handles();
     CHECK(env.close_loop() == 0);
 }
