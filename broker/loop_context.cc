@@ -47,10 +47,12 @@ void LoopContext::cancel_publish(std::uint64_t cookie) {
 void LoopContext::on_commit(const CommitBatch& batch) {
     // Fan out first: publishers get their answer in the same loop turn anyway, and a
     // subscriber on this loop then never sees an ack before the event it acknowledges.
+    dispatching_ = true;
     for (const auto& ev : batch.events) {
         last_dispatched_ = ev->id;
         hub_.dispatch(*ev);
     }
+    dispatching_ = false;
     for (const auto& o : batch.origins) {
         if (o.loop != index_) {
             continue;
@@ -70,6 +72,14 @@ void LoopContext::on_commit(const CommitBatch& batch) {
 }
 
 void LoopContext::at_turn_end(TurnEndListener* l) {
+    if (dispatching_) {
+        if (!l->fanout_queued_) {
+            l->fanout_queued_ = true;
+            l->fanout_pos_ = fanout_popped_ + fanout_.size();
+            fanout_.push_back(l);
+        }
+        return;
+    }
     if (!l->turn_end_queued_) {
         l->turn_end_queued_ = true;
         turn_end_.push_back(l);
@@ -77,6 +87,11 @@ void LoopContext::at_turn_end(TurnEndListener* l) {
 }
 
 void LoopContext::forget_turn_end(TurnEndListener* l) {
+    if (l->fanout_queued_) {
+        l->fanout_queued_ = false;
+        fanout_[l->fanout_pos_ - fanout_popped_] = nullptr;
+        ++fanout_skipped_;
+    }
     if (!l->turn_end_queued_) {
         return;
     }
@@ -87,7 +102,16 @@ void LoopContext::forget_turn_end(TurnEndListener* l) {
     }
 }
 
-void LoopContext::run_turn_end() {
+void LoopContext::run_turn_end(bool with_fanout) {
+    run_urgent();
+    if (with_fanout && !fanout_.empty()) {
+        run_fanout_slice();
+        run_urgent();  // what the slice queued (a long-poll's answer, a drained connection)
+    }
+    hand_off_publishes();
+}
+
+void LoopContext::run_urgent() {
     // Listeners may queue more work (e.g. a finished response resuming a pipelined request),
     // so run until quiet; each round is bounded by what the previous one queued.
     for (int round = 0; round < 16 && !turn_end_.empty(); ++round) {
@@ -102,7 +126,32 @@ void LoopContext::run_turn_end() {
         }
         turn_end_running_.clear();
     }
-    hand_off_publishes();
+}
+
+void LoopContext::run_fanout_slice() {
+    // About a millisecond of writes (a few hundred sockets), then back to the loop. The clock
+    // is read every few entries only.
+    constexpr std::uint64_t kSliceNs = 1'000'000;
+    constexpr unsigned kClockEvery = 16;
+    const std::uint64_t start = uv_hrtime();
+    unsigned since_clock = 0;
+    while (!fanout_.empty()) {
+        TurnEndListener* l = fanout_.front();
+        fanout_.pop_front();
+        ++fanout_popped_;
+        if (l == nullptr) {
+            --fanout_skipped_;
+            continue;
+        }
+        l->fanout_queued_ = false;
+        l->on_turn_end();
+        if (++since_clock == kClockEvery) {
+            since_clock = 0;
+            if (uv_hrtime() - start >= kSliceNs) {
+                break;
+            }
+        }
+    }
 }
 
 std::string LoopContext::render_metrics() const {

@@ -9,6 +9,7 @@
 #include "storage/history_store.h"
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <string>
 #include <unordered_map>
@@ -35,6 +36,8 @@ public:
 private:
     friend class LoopContext;
     bool turn_end_queued_ = false;
+    bool fanout_queued_ = false;
+    std::uint64_t fanout_pos_ = 0;  // its entry in LoopContext::fanout_, when fanout_queued_
 };
 
 // Everything global a loop's code may need to see, read-only.
@@ -77,8 +80,18 @@ public:
 
     // Runs `l->on_turn_end()` once at the end of this loop turn. `l` must call
     // forget_turn_end() if it dies before that.
+    //
+    // Work queued while a commit is being fanned out (on_commit) is delivery work and is paced:
+    // it joins a first-in-first-out backlog of which each turn runs a slice (about a
+    // millisecond), and the loop polls for I/O between slices without blocking. So publishers'
+    // answers, new requests and timers are not held behind the writes to thousands of
+    // subscribers, and events committed while a round of writes is under way join the queues
+    // of the subscribers not yet written: they leave in the same write. Everything else runs
+    // in full at the end of the turn.
     void at_turn_end(TurnEndListener* l);
     void forget_turn_end(TurnEndListener* l);
+    // Delivery work is still queued: the loop must poll without blocking.
+    bool fanout_pending() const { return fanout_.size() > fanout_skipped_; }
 
     std::string render_metrics() const;
 
@@ -92,11 +105,14 @@ public:
 
     // Worker hooks (loop thread).
     void on_commit(const CommitBatch& batch);
-    // Runs the turn-end listeners, then hands this turn's publishes to the sequencer.
-    void run_turn_end();
+    // Runs the turn-end listeners and, with `with_fanout`, a slice of the delivery backlog;
+    // then hands this turn's publishes to the sequencer.
+    void run_turn_end(bool with_fanout = true);
 
 private:
     void hand_off_publishes();
+    void run_urgent();
+    void run_fanout_slice();
 
     const unsigned index_;
     uv_loop_t* const loop_;
@@ -109,6 +125,10 @@ private:
     std::vector<PublishRequest> outbox_;  // accepted this turn, not yet handed to the sequencer
     std::vector<TurnEndListener*> turn_end_;
     std::vector<TurnEndListener*> turn_end_running_;
+    bool dispatching_ = false;             // inside on_commit's fan-out
+    std::deque<TurnEndListener*> fanout_;  // delivery backlog; null = forgotten
+    std::uint64_t fanout_popped_ = 0;      // entries ever taken from its front
+    std::size_t fanout_skipped_ = 0;       // null entries in fanout_
     bool stopping_ = false;
     std::vector<char> read_buffer_ = std::vector<char>(64 * 1024);
 };

@@ -28,6 +28,8 @@ Worker::Worker(unsigned index, const Shared& shared, std::atomic<std::size_t>& o
     check_.data = this;
     uv_prepare_init(&loop_, &prepare_);
     prepare_.data = this;
+    uv_idle_init(&loop_, &idle_);
+    idle_.data = this;
 }
 
 Worker::~Worker() {
@@ -109,15 +111,30 @@ void Worker::on_tick(uv_timer_t* h) {
 void Worker::on_turn_end(uv_check_t* h) {
     auto* self = static_cast<Worker*>(h->data);
     self->ctx_->run_turn_end();
+    self->keep_polling_while_fanout_pending();
     self->maybe_finish_stop();
 }
 
 void Worker::on_before_poll(uv_prepare_t* h) {
     // Work queued outside I/O callbacks (timers, close callbacks) is flushed before the loop
     // blocks, not one wake-up later; likewise a stop waiting for the last close callback.
+    // Delivery slices run after the poll only (on_turn_end): one slice per look at the sockets.
     auto* self = static_cast<Worker*>(h->data);
-    self->ctx_->run_turn_end();
+    self->ctx_->run_turn_end(false);
+    self->keep_polling_while_fanout_pending();
     self->maybe_finish_stop();
+}
+
+void Worker::keep_polling_while_fanout_pending() {
+    if (handles_closed_) {
+        return;
+    }
+    if (ctx_->fanout_pending()) {
+        // An active idle handle makes the next poll return at once.
+        uv_idle_start(&idle_, [](uv_idle_t* /*h*/) {});
+    } else {
+        uv_idle_stop(&idle_);
+    }
 }
 
 void Worker::begin_stop() {
@@ -148,7 +165,7 @@ void Worker::maybe_finish_stop() {
     for (uv_handle_t* handle :
          {reinterpret_cast<uv_handle_t*>(&async_), reinterpret_cast<uv_handle_t*>(&tick_),
           reinterpret_cast<uv_handle_t*>(&force_close_), reinterpret_cast<uv_handle_t*>(&check_),
-          reinterpret_cast<uv_handle_t*>(&prepare_)}) {
+          reinterpret_cast<uv_handle_t*>(&prepare_), reinterpret_cast<uv_handle_t*>(&idle_)}) {
         uv_close(handle, &noop_close);
     }
 }

@@ -40,6 +40,7 @@ private:
     static void on_tick(uv_timer_t* h);
     static void on_turn_end(uv_check_t* h);
     static void on_before_poll(uv_prepare_t* h);
+    void keep_polling_while_fanout_pending();
     static void on_force_close(uv_timer_t* h);
     void drain_inbox();
     void begin_stop();
@@ -52,6 +53,7 @@ private:
     uv_timer_t force_close_{};
     uv_check_t check_{};
     uv_prepare_t prepare_{};
+    uv_idle_t idle_{};  // active while delivery work waits: the loop polls without blocking
     std::unique_ptr<LoopContext> ctx_;
     std::unique_ptr<transports::Listener> listener_;
     std::thread thread_;

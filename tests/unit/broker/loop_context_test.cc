@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <doctest/doctest.h>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -310,6 +311,116 @@ TEST_CASE("loop context: work queued by an end-of-turn listener runs in the same
     CHECK(a.runs == 1);
     CHECK(b.runs == 3);
 
+    env.close_handles();
+    CHECK(env.close_loop() == 0);
+}
+
+// A subscriber that queues end-of-turn work when an event reaches it, as a connection does.
+class Queuer final : public Subscriber {
+public:
+    Queuer(LoopContext& ctx, TurnEndListener& l) : ctx_(ctx), l_(l) {}
+    void on_event(FrameCache& /*event*/) override { ctx_.at_turn_end(&l_); }
+
+private:
+    LoopContext& ctx_;
+    TurnEndListener& l_;
+};
+
+// Publishes one event to topic "a" and fans it out on env's loop.
+void publish_and_fan_out(LoopEnv& env) {
+    Waiter w;
+    REQUIRE(env.ctx().publish("a", "", "x", &w) != 0);
+    env.ctx().run_turn_end(false);  // hands the publish over; runs no delivery slice
+    env.note_published();
+    env.wait_committed();
+    env.deliver_committed();
+    REQUIRE(w.results.size() == 1);
+}
+
+TEST_CASE("loop context: delivery work is paced in slices, in order, with the rest at once") {
+    LoopEnv env(LoopEnv::Delivery::kManual);
+    LoopContext& ctx = env.ctx();
+    constexpr int kN = 200;
+    std::vector<TurnEnd> listeners(kN);
+    std::vector<std::unique_ptr<Queuer>> subs;
+    std::vector<int> order;
+    for (int i = 0; i < kN; ++i) {
+        // Slow writes: 200 x 20 us is four 1 ms slices at least.
+        listeners[static_cast<std::size_t>(i)].hook = [&order, i] {
+            order.push_back(i);
+            std::this_thread::sleep_for(20us);
+        };
+        subs.push_back(std::make_unique<Queuer>(ctx, listeners[static_cast<std::size_t>(i)]));
+        ctx.hub().add(subs.back().get(), {"a"});
+    }
+    publish_and_fan_out(env);
+    CHECK(ctx.fanout_pending());
+    CHECK(order.empty());  // queued during the fan-out: nothing ran yet
+
+    // Before the poll only the other work runs; a slice runs after it.
+    TurnEnd other;
+    ctx.at_turn_end(&other);
+    ctx.run_turn_end(false);
+    CHECK(other.runs == 1);
+    CHECK(order.empty());
+    ctx.run_turn_end();
+    CHECK_FALSE(order.empty());
+    CHECK(order.size() < static_cast<std::size_t>(kN));
+    CHECK(ctx.fanout_pending());
+
+    // Work queued between slices does not wait for the backlog.
+    ctx.at_turn_end(&other);
+    ctx.run_turn_end();
+    CHECK(other.runs == 2);
+
+    for (int turns = 0; ctx.fanout_pending() && turns < 1000; ++turns) {
+        ctx.run_turn_end();
+    }
+    CHECK_FALSE(ctx.fanout_pending());
+    REQUIRE(order.size() == static_cast<std::size_t>(kN));
+    for (int i = 0; i < kN; ++i) {
+        CHECK(order[static_cast<std::size_t>(i)] == i);  // first in, first out
+    }
+    for (auto& q : subs) {
+        ctx.hub().remove(q.get());
+    }
+    env.close_handles();
+    CHECK(env.close_loop() == 0);
+}
+
+TEST_CASE("loop context: a listener in the delivery backlog runs once, and never once forgotten") {
+    LoopEnv env(LoopEnv::Delivery::kManual);
+    LoopContext& ctx = env.ctx();
+    TurnEnd a;
+    TurnEnd b;
+    TurnEnd c;
+    Queuer qa(ctx, a);
+    Queuer qb(ctx, b);
+    Queuer qc(ctx, c);
+    for (Queuer* q : {&qa, &qb, &qc}) {
+        ctx.hub().add(q, {"a"});
+    }
+    publish_and_fan_out(env);
+    publish_and_fan_out(env);  // a second event while still queued: still one entry each
+    ctx.forget_turn_end(&b);
+    CHECK(ctx.fanout_pending());
+    ctx.run_turn_end();
+    CHECK(a.runs == 1);
+    CHECK(b.runs == 0);
+    CHECK(c.runs == 1);
+    CHECK_FALSE(ctx.fanout_pending());
+    // Forgetting the last live entry leaves nothing pending.
+    publish_and_fan_out(env);
+    ctx.forget_turn_end(&a);
+    ctx.forget_turn_end(&b);
+    ctx.forget_turn_end(&c);
+    CHECK_FALSE(ctx.fanout_pending());
+    ctx.run_turn_end();
+    CHECK(a.runs == 1);
+    CHECK(c.runs == 1);
+    for (Queuer* q : {&qa, &qb, &qc}) {
+        ctx.hub().remove(q);
+    }
     env.close_handles();
     CHECK(env.close_loop() == 0);
 }
