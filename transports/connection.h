@@ -126,8 +126,10 @@ private:
     }
     void on_tls_data(const char* data, std::size_t len);
     void flush();
+    bool flush_one();
     void flush_tls();
     void write_out(WriteReq* w);
+    std::int64_t send_now(const uv_buf_t* bufs, std::size_t n);
     void maybe_drained();
 
     broker::LoopContext& ctx_;
