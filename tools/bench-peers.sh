@@ -15,6 +15,9 @@
 #   e  publishes/s on 50 keep-alive connections (Herald durable and --durability none, nchan)
 #   f  WebSocket, 1,000 subscribers, publishing as fast as acknowledged (Herald GET /ws with the
 #      pubsub subprotocol, nchan's websocket subscriber): deliveries/s (adds ~1.7 min at 3 runs)
+#   g  100,000 SSE subscriptions as HTTP/2 streams (100 h2c connections x 1,000 streams), one
+#      event/s: Herald only (nchan's SSE over HTTP/2 is broken on nginx >= 1.16; Pushpin has no
+#      h2c): subscriptions held, events lost, RSS and CPU per subscription
 #
 # A run with only some workloads (e.g. --workloads f) replaces only those workloads' sections,
 # per-run rows and target rows in the generated block; the other sections are kept as they are,
@@ -31,7 +34,7 @@ RUNS=3
 IDLE_SUBS=5000
 WARMUP=3
 MEASURE=10
-DEFAULT_WORKLOADS="a b c d e f"
+DEFAULT_WORKLOADS="a b c d e f g"
 WORKLOADS="$DEFAULT_WORKLOADS"
 OUT=docs/benchmarks.md
 INSTALL=1
@@ -519,7 +522,7 @@ rotate() { # run brokers...
 has() { case " $WORKLOADS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 for w in $WORKLOADS; do
     case "$w" in
-    a | b | c | d | e | f) ;;
+    a | b | c | d | e | f | g) ;;
     *) echo "bench-peers: unknown workload $w" >&2; exit 2 ;;
     esac
 done
@@ -570,6 +573,12 @@ for run in $(seq 1 "$RUNS"); do
             run_one f "$b" "$run" -- --transport ws --subs 1000 --procs 1 --rate max --pub-conns 4 \
                 "${COMMON[@]}"
         done
+    fi
+    # One bench process: 100 connections, so the descriptor limit is no concern.
+    if has g; then
+        run_one g herald "$run" -- --transport h2-sse --streams-per-conn 1000 --subs 100000 \
+            --procs 1 --rate 1 --settle 2 --warmup "$WARMUP" --measure "$MEASURE" --connect-timeout 120 \
+            --drain 15 --duration 300
     fi
 done
 
@@ -682,13 +691,12 @@ def table(w, title, metrics, brokers, pairs):
     out = [f"### {w}. {title}", ""]
     if not full or w not in default:
         out += [own_run, ""]
-    out.append("| metric | " + " | ".join(brokers) + " | " +
-               " | ".join(f"{a}/{b}" for a, b in pairs) + " |")
+    out.append("| " + " | ".join(["metric"] + brokers + [f"{a}/{b}" for a, b in pairs]) + " |")
     out.append("|" + "---|" * (1 + len(brokers) + len(pairs)))
     for label, f, d in metrics:
         cells = [fmt(med(w, b, f), d) for b in brokers]
         ratios = [ratio_cell(w, a, b, f) for a, b in pairs]
-        out.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+        out.append("| " + " | ".join([label] + cells + ratios) + " |")
     out.append("")
     sections[w] = out
 
@@ -750,6 +758,18 @@ if "f" in ran:
            ("bench waiting for a CPU, % of window", xwait, 1)],
           ["herald", "nchan"], [(H, "nchan")])
 
+if "g" in ran:
+    table("g", "100,000 SSE subscriptions as HTTP/2 streams (100 h2c connections × 1,000 streams), "
+          "1 event/s; Herald only",
+          [("subscriptions connected", ready, 0),
+           ("deliveries/s", dps, 0),
+           ("events lost", lost, 0),
+           ("p50 publish→receive, ms", lat50, 1),
+           ("p99 publish→receive, ms", lat99, 1),
+           ("broker RSS bytes per subscription", rss, 0),
+           ("broker CPU µs per delivery", cpu, 2)],
+          ["herald"], [])
+
 # Targets of issue 5, as (workload, target, verdict).
 def chk(ok):
     return "–" if ok is None else ("met" if ok else "**missed**")
@@ -771,6 +791,8 @@ e_h, e_hn, e_n = med("e", "herald", pps), med("e", "herald-none", pps), med("e",
 tg.append(("e", "durable publishes/s at 50 connections ≥ 30k (e)", None if e_h is None else e_h >= 30000))
 tg.append(("e", "--durability none publishes/s ≥ nchan (e)", ge(e_hn, e_n)))
 tg.append(("f", "saturated WebSocket deliveries/s ≥ 1.5× nchan (f)", ge(med("f", "herald", dps), med("f", "nchan", dps), 1.5)))
+g_r, g_l = med("g", "herald", ready), med("g", "herald", lost)
+tg.append(("g", "100,000 concurrent subscriptions over h2, nothing lost (g)", None if g_r is None or g_l is None else (g_r >= 100000 and g_l == 0)))
 
 def run_row(r):
     x = r["result"]
