@@ -30,14 +30,18 @@ void LoopContext::hand_off_publishes() {
     std::vector<PublishRequest> refused;
     refused.swap(outbox_);
     for (const auto& r : refused) {
-        auto it = waiters_.find(r.cookie);
-        if (it == waiters_.end()) {
-            continue;
-        }
-        PublishWaiter* w = it->second;
-        waiters_.erase(it);
-        w->on_published(proto::make_error(proto::ErrorCode::kUnavailable, "broker is stopping"));
+        answer(r.cookie, proto::make_error(proto::ErrorCode::kUnavailable, "broker is stopping"));
     }
+}
+
+void LoopContext::answer(std::uint64_t cookie, const proto::Result<proto::EventId>& result) {
+    auto it = waiters_.find(cookie);
+    if (it == waiters_.end()) {
+        return;  // the publisher went away; a stored event stays stored all the same
+    }
+    PublishWaiter* w = it->second;
+    waiters_.erase(it);
+    w->on_published(result);
 }
 
 void LoopContext::cancel_publish(std::uint64_t cookie) {
@@ -45,8 +49,9 @@ void LoopContext::cancel_publish(std::uint64_t cookie) {
 }
 
 void LoopContext::on_commit(const CommitBatch& batch) {
-    // Fan out first: publishers get their answer in the same loop turn anyway, and a
-    // subscriber on this loop then never sees an ack before the event it acknowledges.
+    // Fan out first, so that on a connection that both subscribes and publishes (a WebSocket)
+    // the event is queued before its ack. The writes to other subscribers are paced (see
+    // at_turn_end): a publisher's answer does not wait for them.
     dispatching_ = true;
     for (const auto& ev : batch.events) {
         last_dispatched_ = ev->id;
@@ -57,16 +62,10 @@ void LoopContext::on_commit(const CommitBatch& batch) {
         if (o.loop != index_) {
             continue;
         }
-        auto it = waiters_.find(o.cookie);
-        if (it == waiters_.end()) {
-            continue;  // the publisher went away; the event is stored all the same
-        }
-        PublishWaiter* w = it->second;
-        waiters_.erase(it);
         if (batch.error) {
-            w->on_published(*batch.error);
+            answer(o.cookie, *batch.error);
         } else {
-            w->on_published(o.id);
+            answer(o.cookie, o.id);
         }
     }
 }

@@ -111,6 +111,8 @@ public:
 
 private:
     void hand_off_publishes();
+    // Calls and forgets the waiter of `cookie`, if it is still there.
+    void answer(std::uint64_t cookie, const proto::Result<proto::EventId>& result);
     void run_urgent();
     void run_fanout_slice();
 

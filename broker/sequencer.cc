@@ -41,8 +41,7 @@ void Sequencer::start() {
 void Sequencer::stop() {
     {
         std::lock_guard lock(mu_);
-        stopping_ = true;
-        stopping_flag_.store(true, std::memory_order_release);
+        stopping_.store(true, std::memory_order_release);
     }
     cv_.notify_one();
     if (thread_.joinable()) {

@@ -67,7 +67,7 @@ public:
     bool publish(std::vector<PublishRequest>& reqs);
     bool publish(PublishRequest req);
     // Thread-safe. False once stop() began: publishing now would be refused.
-    bool accepting() const { return !stopping_flag_.load(std::memory_order_acquire); }
+    bool accepting() const { return !stopping_.load(std::memory_order_acquire); }
 
     // The highest id handed out so far: at least every id a reader of the store can see,
     // since ids are assigned before their batch is written (the store's own last_id() rises
@@ -89,9 +89,8 @@ private:
 
     std::mutex mu_;
     std::condition_variable cv_;
-    std::vector<PublishRequest> queue_;       // guarded by mu_
-    bool stopping_ = false;                   // guarded by mu_
-    std::atomic<bool> stopping_flag_{false};  // stopping_, readable without the lock
+    std::vector<PublishRequest> queue_;  // guarded by mu_
+    std::atomic<bool> stopping_{false};  // set under mu_ (the wait predicate reads it)
     std::thread thread_;
 };
 

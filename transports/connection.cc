@@ -327,18 +327,12 @@ void Connection::flush() {
 // bytes are left for the general path (the kernel took only part of them).
 bool Connection::flush_one() {
     Piece& p = out_.front();
-    if (p.len >= ctx_.config().subscriber_queue_bytes / 4) {
-        above_low_water_ = true;
-    }
-    last_progress_ms_ = ctx_.now_ms();
     const uv_buf_t buf = uv_buf_init(const_cast<char*>(p.frame->bytes.data()) + p.at, p.len);
-    const std::int64_t n = send_now(&buf, 1);
+    const std::int64_t n = send_direct(&buf, 1, p.len);
     if (n < 0) {
-        close();
         return false;
     }
     const auto sent = static_cast<std::uint32_t>(n);
-    ctx_.metrics().bytes_out.add(sent);
     out_bytes_ -= sent;
     if (sent == p.len) {
         out_.clear();
@@ -426,32 +420,41 @@ std::int64_t Connection::send_now(const uv_buf_t* bufs, std::size_t n) {
     return -errno;  // libuv's error codes are negated errno values on Unix
 }
 
-void Connection::write_out(WriteReq* w) {
-    if (queued_bytes() + w->bytes >= ctx_.config().subscriber_queue_bytes / 4) {
+// A write with nothing in flight: the watermark and progress bookkeeping, then send_now.
+// Returns the bytes the kernel took, or -1 after closing the connection on an error.
+std::int64_t Connection::send_direct(const uv_buf_t* bufs, std::size_t n, std::size_t bytes) {
+    if (queued_bytes() + bytes >= ctx_.config().subscriber_queue_bytes / 4) {
         above_low_water_ = true;
     }
+    last_progress_ms_ = ctx_.now_ms();
+    const std::int64_t sent = send_now(bufs, n);
+    if (sent < 0) {
+        close();
+        return -1;
+    }
+    ctx_.metrics().bytes_out.add(static_cast<std::uint64_t>(sent));
+    return sent;
+}
+
+void Connection::write_out(WriteReq* w) {
     std::size_t skip = 0;
     if (inflight_bytes_ == 0) {
-        last_progress_ms_ = ctx_.now_ms();
         // Nothing queued in libuv: write directly. uv_write would also write at once, but
         // then re-arm the epoll watcher (an epoll_ctl per write: a tenth of the broker's CPU
         // at 10k subscribers). Only what the kernel does not take goes through uv_write.
-        const std::int64_t n = send_now(w->bufs.data(), w->bufs.size());
+        const std::int64_t n = send_direct(w->bufs.data(), w->bufs.size(), w->bytes);
+        if (n < 0) {
+            release_write(w);
+            return;
+        }
         if (n == static_cast<std::int64_t>(w->bytes)) {
-            ctx_.metrics().bytes_out.add(w->bytes);
             release_write(w);
             maybe_drained();
             return;
         }
-        if (n < 0) {
-            release_write(w);
-            close();
-            return;
-        }
-        if (n > 0) {
-            skip = static_cast<std::size_t>(n);
-            ctx_.metrics().bytes_out.add(skip);
-        }
+        skip = static_cast<std::size_t>(n);
+    } else if (queued_bytes() + w->bytes >= ctx_.config().subscriber_queue_bytes / 4) {
+        above_low_water_ = true;
     }
     if (skip > 0) {
         // Drop what was written: whole buffers, then the front of a partial one.

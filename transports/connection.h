@@ -130,6 +130,7 @@ private:
     void flush_tls();
     void write_out(WriteReq* w);
     std::int64_t send_now(const uv_buf_t* bufs, std::size_t n);
+    std::int64_t send_direct(const uv_buf_t* bufs, std::size_t n, std::size_t bytes);
     void maybe_drained();
 
     broker::LoopContext& ctx_;
