@@ -56,7 +56,7 @@ void Feed::on_event(FrameCache& event) {
         max_missed_ = std::max(max_missed_, id);
         return;
     }
-    if (queued_bytes() >= ctx_.config().subscriber_queue_bytes) {
+    if (ctx_.watermarks().full(queued_bytes())) {
         // Too slow for the live path: stop queueing and catch up from history once drained.
         ctx_.metrics().catchups.add();
         max_missed_ = id;
@@ -75,7 +75,7 @@ void Feed::on_output_drained() {
 
 void Feed::read_more() {
     phase_ = Phase::kReading;
-    read_history(ctx_, topics_, last_sent_, kPageEvents, ctx_.config().subscriber_queue_bytes / 2);
+    read_history(ctx_, topics_, last_sent_, kPageEvents, ctx_.watermarks().high());
 }
 
 void Feed::on_history(proto::Result<storage::ReadResult> result) {
@@ -111,7 +111,7 @@ void Feed::on_history(proto::Result<storage::ReadResult> result) {
     }
     if (r.more) {
         // Pace the replay by the client: read on only when the queue has room.
-        if (queued_bytes() >= ctx_.config().subscriber_queue_bytes / 2) {
+        if (ctx_.watermarks().above_high(queued_bytes())) {
             phase_ = Phase::kWaitDrain;
         } else {
             read_more();

@@ -6,6 +6,7 @@
 #include "broker/hub.h"
 #include "broker/metrics.h"
 #include "broker/sequencer.h"
+#include "broker/watermarks.h"
 #include "storage/history_store.h"
 
 #include <cstdint>
@@ -60,6 +61,8 @@ public:
     uv_loop_t* loop() const { return loop_; }
     Hub& hub() { return hub_; }
     const Config& config() const { return *shared_.config; }
+    // The backpressure levels of every subscriber output queue on this loop.
+    Watermarks watermarks() const { return Watermarks(shared_.config->subscriber_queue_bytes); }
     storage::HistoryStore& store() const { return *shared_.store; }
     LoopMetrics& metrics() { return metrics_; }
     std::uint64_t now_ms() const { return uv_now(loop_); }

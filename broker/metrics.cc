@@ -20,6 +20,36 @@ const char* transport_name(TransportKind t) {
     return "unknown";
 }
 
+const char* close_reason_name(CloseReason r) {
+    switch (r) {
+    case CloseReason::kDone:
+        return "done";
+    case CloseReason::kPeerClosed:
+        return "peer_closed";
+    case CloseReason::kPeerReset:
+        return "peer_reset";
+    case CloseReason::kWriteError:
+        return "write_error";
+    case CloseReason::kSendTimeout:
+        return "send_timeout";
+    case CloseReason::kIdleTimeout:
+        return "idle_timeout";
+    case CloseReason::kProtocolError:
+        return "protocol_error";
+    case CloseReason::kTlsError:
+        return "tls_error";
+    case CloseReason::kRejected:
+        return "rejected";
+    case CloseReason::kShutdown:
+        return "shutdown";
+    case CloseReason::kInternal:
+        return "internal";
+    case CloseReason::kCount:
+        break;
+    }
+    return "unknown";
+}
+
 void StorageMetrics::observe_append(double seconds) {
     std::size_t i = 0;
     while (i < kBuckets.size() && seconds > kBuckets[i]) {
@@ -136,6 +166,18 @@ std::string render_metrics(const std::vector<const LoopMetrics*>& loops,
             v += m->delivered[t].get();
         }
         line(out, "herald_events_delivered_total", labels.c_str(), v);
+    }
+
+    header(out, "herald_connections_closed_total", "counter",
+           "Client connections closed, by reason.");
+    for (std::size_t r = 0; r < LoopMetrics::kCloseReasons; ++r) {
+        std::string labels =
+            std::string("{reason=\"") + close_reason_name(static_cast<CloseReason>(r)) + "\"}";
+        std::uint64_t v = 0;
+        for (const auto* m : loops) {
+            v += m->connections_closed[r].get();
+        }
+        line(out, "herald_connections_closed_total", labels.c_str(), v);
     }
 
     header(out, "herald_events_published_total", "counter", "Events durably appended.");

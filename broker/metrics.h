@@ -29,9 +29,27 @@ private:
 enum class TransportKind : unsigned char { kSse, kStream, kPoll, kWs, kCount };
 const char* transport_name(TransportKind t);
 
+// Why a client connection ended; every Connection::close names one, counted per reason.
+enum class CloseReason : unsigned char {
+    kDone,           // we finished: a response with Connection: close, GOAWAY, a WebSocket close
+    kPeerClosed,     // the peer closed its side (EOF, TLS close_notify)
+    kPeerReset,      // a read error: reset, or a broken TLS record
+    kWriteError,     // a write failed (the peer is gone)
+    kSendTimeout,    // the peer stopped reading (--send-timeout)
+    kIdleTimeout,    // no complete request in time (--request-timeout), an idle keep-alive
+    kProtocolError,  // bytes that are not the protocol spoken
+    kTlsError,       // a failed or timed-out TLS handshake
+    kRejected,       // refused on accept (--max-connections, shutting down)
+    kShutdown,       // the broker stopped and the connection did not finish in time
+    kInternal,       // out of memory or a library failure
+    kCount
+};
+const char* close_reason_name(CloseReason r);
+
 // One event loop's metrics. Written by that loop's thread only.
 struct LoopMetrics {
     static constexpr std::size_t kTransports = static_cast<std::size_t>(TransportKind::kCount);
+    static constexpr std::size_t kCloseReasons = static_cast<std::size_t>(CloseReason::kCount);
     Counter connections;           // gauge
     Counter connections_accepted;  // total
     Counter connections_rejected;  // at --max-connections
@@ -51,6 +69,7 @@ struct LoopMetrics {
     Counter ws_h2_streams_total;   // extended CONNECTs accepted as WebSockets
     Counter tls_connections;       // gauge
     Counter tls_handshake_errors;  // failed or timed-out TLS handshakes
+    std::array<Counter, kCloseReasons> connections_closed;  // by CloseReason
 };
 
 // The sequencer's metrics. Written by the storage thread only.

@@ -21,7 +21,7 @@ constexpr std::size_t kTlsGather = 4096;
 }  // namespace
 
 void Session::on_peer_eof(Connection& conn) {
-    conn.close();
+    conn.close(broker::CloseReason::kPeerClosed);
 }
 
 struct Connection::WriteReq {
@@ -115,11 +115,12 @@ void Connection::switch_session(std::unique_ptr<Session> upgraded, std::string l
     }
 }
 
-void Connection::close() {
+void Connection::close(broker::CloseReason why) {
     if (closing_) {
         return;
     }
     closing_ = true;
+    ctx_.metrics().connections_closed[static_cast<std::size_t>(why)].add();
     ctx_.forget_turn_end(this);
     if (in_session_) {
         // Called from inside the session: it dies once its callback returned.
@@ -131,13 +132,16 @@ void Connection::close() {
     uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &Connection::on_closed);
 }
 
-void Connection::close_after_flush() {
+void Connection::close_after_flush(broker::CloseReason why) {
+    if (!close_after_flush_) {
+        flush_close_reason_ = why;
+    }
     close_after_flush_ = true;
     pause_reading();
     if (tls_ && (tls_->handshake_done() || tls_->output_size() > 0)) {
         want_turn_end();  // the next flush ends with a close_notify (or handshake) alert
     } else if (out_.empty() && inflight_bytes_ == 0) {
-        close();
+        close(flush_close_reason_);
     } else {
         want_turn_end();
     }
@@ -180,7 +184,7 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
         if (nread == UV_EOF && self->session_) {
             self->call_session([self](Session& session) { session.on_peer_eof(*self); });
         } else {
-            self->close();  // reset: a streaming subscriber ends here
+            self->close(broker::CloseReason::kPeerReset);  // a streaming subscriber ends here
         }
         return;
     }
@@ -207,13 +211,13 @@ void Connection::on_tls_data(const char* data, std::size_t len) {
         if (st != TlsChannel::Status::kOk) {
             ctx_.metrics().tls_handshake_errors.add();
             // The alert, if the engine wrote one, tells the client why.
-            close_after_flush();
+            close_after_flush(broker::CloseReason::kTlsError);
             return;
         }
         handshake_deadline_ms_ = 0;
         session_ = make_session_(*this, tls_->alpn());
         if (!session_) {
-            close();
+            close(broker::CloseReason::kInternal);
             return;
         }
         want_turn_end();  // the handshake's last flight
@@ -228,7 +232,9 @@ void Connection::on_tls_data(const char* data, std::size_t len) {
             continue;
         }
         if (st == TlsChannel::Status::kClosed || st == TlsChannel::Status::kError) {
-            close();  // close_notify or a broken record: like EOF or a reset
+            // close_notify or a broken record: like EOF or a reset
+            close(st == TlsChannel::Status::kClosed ? broker::CloseReason::kPeerClosed
+                                                    : broker::CloseReason::kPeerReset);
             return;
         }
         break;
@@ -289,7 +295,7 @@ void Connection::on_turn_end() {
     }
     flush();
     if (close_after_flush_ && inflight_bytes_ == 0) {
-        close();
+        close(flush_close_reason_);
     }
 }
 
@@ -372,7 +378,7 @@ void Connection::flush_tls() {
         arena_.clear();
         out_bytes_ = 0;
         if (!ok) {
-            close();
+            close(broker::CloseReason::kInternal);
             return;
         }
     }
@@ -423,13 +429,13 @@ std::int64_t Connection::send_now(const uv_buf_t* bufs, std::size_t n) {
 // A write with nothing in flight: the watermark and progress bookkeeping, then send_now.
 // Returns the bytes the kernel took, or -1 after closing the connection on an error.
 std::int64_t Connection::send_direct(const uv_buf_t* bufs, std::size_t n, std::size_t bytes) {
-    if (queued_bytes() + bytes >= ctx_.config().subscriber_queue_bytes / 4) {
+    if (ctx_.watermarks().above_low(queued_bytes() + bytes)) {
         above_low_water_ = true;
     }
     last_progress_ms_ = ctx_.now_ms();
     const std::int64_t sent = send_now(bufs, n);
     if (sent < 0) {
-        close();
+        close(broker::CloseReason::kWriteError);
         return -1;
     }
     ctx_.metrics().bytes_out.add(static_cast<std::uint64_t>(sent));
@@ -453,7 +459,7 @@ void Connection::write_out(WriteReq* w) {
             return;
         }
         skip = static_cast<std::size_t>(n);
-    } else if (queued_bytes() + w->bytes >= ctx_.config().subscriber_queue_bytes / 4) {
+    } else if (ctx_.watermarks().above_low(queued_bytes() + w->bytes)) {
         above_low_water_ = true;
     }
     if (skip > 0) {
@@ -475,7 +481,7 @@ void Connection::write_out(WriteReq* w) {
     if (rc != 0) {
         inflight_bytes_ -= w->bytes;
         release_write(w);
-        close();
+        close(broker::CloseReason::kWriteError);
     }
 }
 
@@ -491,13 +497,13 @@ void Connection::on_write(uv_write_t* req, int status) {
         return;
     }
     if (status < 0) {
-        self->close();
+        self->close(broker::CloseReason::kWriteError);
         return;
     }
     self->last_progress_ms_ = self->ctx_.now_ms();
     if (self->close_after_flush_) {
         if (self->inflight_bytes_ == 0 && self->out_.empty()) {
-            self->close();
+            self->close(self->flush_close_reason_);
         }
         return;
     }
@@ -508,7 +514,7 @@ void Connection::maybe_drained() {
     // Edge-triggered: once per fall below the low watermark (a quarter of the subscriber
     // budget), whether the bytes left by a write callback or by a direct write.
     if (!above_low_water_ || !session_ || closing_ || close_after_flush_ ||
-        queued_bytes() >= ctx_.config().subscriber_queue_bytes / 4) {
+        ctx_.watermarks().above_low(queued_bytes())) {
         return;
     }
     above_low_water_ = false;
@@ -524,12 +530,12 @@ void Connection::on_tick(std::uint64_t now_ms) {
     if (inflight_bytes_ > 0 &&
         now_ms - last_progress_ms_ >
             static_cast<std::uint64_t>(ctx_.config().send_timeout_s * 1000)) {
-        close();
+        close(broker::CloseReason::kSendTimeout);
         return;
     }
     if (handshake_deadline_ms_ != 0 && now_ms >= handshake_deadline_ms_) {
         ctx_.metrics().tls_handshake_errors.add();
-        close();
+        close(broker::CloseReason::kTlsError);
         return;
     }
     if (session_ && !close_after_flush_) {
@@ -544,7 +550,7 @@ void Connection::shutdown() {
     if (session_ && !close_after_flush_) {
         call_session([](Session& s) { s.shutdown(); });
     } else if (!close_after_flush_) {
-        close();
+        close(broker::CloseReason::kShutdown);
     }
 }
 

@@ -66,10 +66,11 @@ public:
     // Replaces the session (protocol upgrade). The old one is destroyed at the end of the
     // current callback; `leftover` (bytes already read past the upgrade) goes to the new one.
     void switch_session(std::unique_ptr<Session> upgraded, std::string leftover);
-    // Idempotent: drops the session (leaving the hub, cancelling waits) and the socket.
-    void close();
-    // Closes once everything queued has been written.
-    void close_after_flush();
+    // Idempotent: drops the session (leaving the hub, cancelling waits) and the socket. The
+    // first call's reason is counted in /metrics.
+    void close(broker::CloseReason why);
+    // Closes once everything queued has been written; `why` is counted then.
+    void close_after_flush(broker::CloseReason why = broker::CloseReason::kDone);
     bool closing() const { return closing_ || close_after_flush_; }
 
     // Output. Bytes are sent at the end of the loop turn in one gathered write.
@@ -151,6 +152,7 @@ private:
     bool above_low_water_ = false;  // queued bytes reached the low watermark since last drain
     bool closing_ = false;
     bool close_after_flush_ = false;
+    broker::CloseReason flush_close_reason_ = broker::CloseReason::kDone;
 };
 
 // A loop's open connections, for ticks, shutdown and --max-connections. Loop thread only.

@@ -435,7 +435,7 @@ public:
 
     std::size_t queued_bytes() const override {
         std::size_t n = q_bytes_ + s_.conn_.queued_bytes();
-        if (n >= s_.ctx_.config().subscriber_queue_bytes / 4 && !congested_) {
+        if (s_.ctx_.watermarks().above_low(n) && !congested_) {
             // Someone found us backed up: tell its exchange when that is over.
             s_.note_congested(const_cast<Stream*>(this));
         }
@@ -617,7 +617,7 @@ struct H2Callbacks {
                 h->check_drained_after_send_ = true;
             }
             // Stop filling the connection's queue past the high water; on_drained resumes.
-            if (h->conn_.queued_bytes() >= h->send_high_water()) {
+            if (h->ctx_.watermarks().above_high(h->conn_.queued_bytes())) {
                 h->output_paused_ = true;
                 return static_cast<int>(NGHTTP2_ERR_PAUSE);
             }
@@ -857,7 +857,7 @@ void H2Session::on_data(const char* data, std::size_t len) {
     auto rv = nghttp2_session_mem_recv(session_, reinterpret_cast<const std::uint8_t*>(data), len);
     if (rv < 0) {
         if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
-            conn_.close();  // not HTTP/2 at all
+            conn_.close(broker::CloseReason::kProtocolError);  // not HTTP/2 at all
             return;
         }
         // Flooding, a broken frame, a callback failure: GOAWAY for this connection only.
@@ -866,10 +866,6 @@ void H2Session::on_data(const char* data, std::size_t len) {
                                                         : NGHTTP2_PROTOCOL_ERROR);
     }
     want_send();
-}
-
-std::size_t H2Session::send_high_water() const {
-    return ctx_.config().subscriber_queue_bytes / 2;
 }
 
 void H2Session::run_ws_turn_ends() {
@@ -884,14 +880,14 @@ void H2Session::run_ws_turn_ends() {
 
 void H2Session::on_turn_end() {
     run_ws_turn_ends();
-    if (output_paused_ && conn_.queued_bytes() >= send_high_water()) {
+    if (output_paused_ && ctx_.watermarks().above_high(conn_.queued_bytes())) {
         return;  // on_drained picks up
     }
     output_paused_ = false;
     if (nghttp2_session_want_write(session_) != 0) {
         int rv = nghttp2_session_send(session_);
         if (rv != 0) {
-            conn_.close();
+            conn_.close(broker::CloseReason::kInternal);
             return;
         }
     }
@@ -917,8 +913,7 @@ void H2Session::check_drained() {
     if (congested_.empty()) {
         return;
     }
-    const std::size_t low = ctx_.config().subscriber_queue_bytes / 4;
-    if (conn_.queued_bytes() >= low) {
+    if (ctx_.watermarks().above_low(conn_.queued_bytes())) {
         return;  // nobody on this connection is below it
     }
     std::vector<std::int32_t> ids;
@@ -929,7 +924,7 @@ void H2Session::check_drained() {
             continue;
         }
         st->congested_ = false;
-        if (st->own_bytes() + conn_.queued_bytes() >= low) {
+        if (ctx_.watermarks().above_low(st->own_bytes() + conn_.queued_bytes())) {
             note_congested(st);
         } else {
             st->on_drained();

@@ -62,7 +62,6 @@ private:
     void check_drained();
     void run_ws_turn_ends();
     void want_send() { conn_.want_turn_end(); }
-    std::size_t send_high_water() const;
 
     broker::LoopContext& ctx_;
     Connection& conn_;

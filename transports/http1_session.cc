@@ -411,7 +411,8 @@ void Http1Session::end_response() {
     exchange_.reset();
     finished_ = false;
     if (!keep_alive_ || ctx_.stopping()) {
-        conn_.close_after_flush();
+        conn_.close_after_flush(rejected_ ? broker::CloseReason::kRejected
+                                          : broker::CloseReason::kDone);
         return;
     }
     state_ = State::kIdle;
@@ -440,7 +441,7 @@ void Http1Session::on_tick(std::uint64_t now_ms) {
         if (state_ == State::kReading) {
             respond_error(408, "request not received in time");
         } else if (state_ == State::kIdle) {
-            conn_.close();
+            conn_.close(broker::CloseReason::kIdleTimeout);
         }
         return;
     }
@@ -452,7 +453,7 @@ void Http1Session::on_tick(std::uint64_t now_ms) {
 void Http1Session::shutdown() {
     keep_alive_ = false;
     if (state_ != State::kHandling) {
-        conn_.close();
+        conn_.close(broker::CloseReason::kShutdown);
     } else if (exchange_) {
         exchange_->on_shutdown();
     }
@@ -466,11 +467,12 @@ void Http1Session::on_peer_eof(Connection& conn) {
         pending_in_.clear();
         return;
     }
-    conn.close();
+    conn.close(broker::CloseReason::kPeerClosed);
 }
 
 void Http1Session::reject_busy() {
     keep_alive_ = false;
+    rejected_ = true;
     state_ = State::kHandling;
     deadline_ms_ = 0;
     send_error(*this, 503, "too many connections", {});

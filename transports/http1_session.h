@@ -83,6 +83,7 @@ private:
 
     // Response state.
     bool keep_alive_ = true;
+    bool rejected_ = false;  // answered 503 on accept (--max-connections): counted as such
     bool http10_ = false;
     bool head_only_ = false;
     bool chunked_ = false;

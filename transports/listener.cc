@@ -66,7 +66,7 @@ void Listener::accept_one(bool tls) {
     auto* c = new Connection(ctx_, connections_);
     uv_tcp_t* server = tls ? &tls_server_ : &server_;
     if (uv_accept(reinterpret_cast<uv_stream_t*>(server), c->stream()) != 0) {
-        c->close();
+        c->close(broker::CloseReason::kPeerReset);
         return;
     }
     std::size_t open = connections_.add(c);
@@ -79,7 +79,7 @@ void Listener::accept_one(bool tls) {
             if (ssl != nullptr) {
                 SSL_free(ssl);
             }
-            c->close();
+            c->close(broker::CloseReason::kRejected);
             return;
         }
         c->start_tls(std::make_unique<TlsChannel>(ssl), &session_for_alpn);
@@ -111,7 +111,7 @@ void Listener::shutdown() {
 
 void Listener::close_all() {
     shutdown();
-    connections_.for_each([](Connection* c) { c->close(); });
+    connections_.for_each([](Connection* c) { c->close(broker::CloseReason::kShutdown); });
 }
 
 }  // namespace herald::transports

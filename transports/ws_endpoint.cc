@@ -174,8 +174,7 @@ void WsEndpoint::on_data(const char* data, std::size_t len) {
 }
 
 bool WsEndpoint::input_blocked() const {
-    return pubs_.size() >= kMaxPendingPubs ||
-           sink_.queued_bytes() >= ctx_.config().subscriber_queue_bytes;
+    return pubs_.size() >= kMaxPendingPubs || ctx_.watermarks().full(sink_.queued_bytes());
 }
 
 ssize_t WsEndpoint::on_wslay_recv(std::uint8_t* buf, std::size_t len) {

@@ -41,7 +41,7 @@ private:
     void pause_input() override { conn_.pause_reading(); }
     void resume_input() override { conn_.resume_reading(); }
     void close_after_flush() override { conn_.close_after_flush(); }
-    void abort() override { conn_.close(); }
+    void abort() override { conn_.close(broker::CloseReason::kProtocolError); }
 
     Connection& conn_;
     WsEndpoint endpoint_;

@@ -224,3 +224,30 @@ TEST_CASE("metrics: observe_append puts a latency in the first bucket that holds
 
 }  // namespace
 }  // namespace herald::broker
+
+namespace herald::broker {
+namespace {
+
+TEST_CASE("metrics: connection close reasons have distinct names and are summed per reason") {
+    std::set<std::string> names;
+    for (std::size_t r = 0; r < LoopMetrics::kCloseReasons; ++r) {
+        names.insert(close_reason_name(static_cast<CloseReason>(r)));
+    }
+    CHECK(names.size() == LoopMetrics::kCloseReasons);
+    CHECK(names.count("unknown") == 0);
+
+    LoopMetrics a;
+    LoopMetrics b;
+    a.connections_closed[static_cast<std::size_t>(CloseReason::kSendTimeout)].add(2);
+    b.connections_closed[static_cast<std::size_t>(CloseReason::kSendTimeout)].add(3);
+    b.connections_closed[static_cast<std::size_t>(CloseReason::kPeerClosed)].add();
+    StorageMetrics s;
+    Parsed p = parse(render_metrics({&a, &b}, s));
+    CHECK(p.type_of.at("herald_connections_closed_total") == "counter");
+    CHECK(p.samples.at("herald_connections_closed_total{reason=\"send_timeout\"}") == "5");
+    CHECK(p.samples.at("herald_connections_closed_total{reason=\"peer_closed\"}") == "1");
+    CHECK(p.samples.at("herald_connections_closed_total{reason=\"protocol_error\"}") == "0");
+}
+
+}  // namespace
+}  // namespace herald::broker
