@@ -101,6 +101,26 @@ struct WorkerCounters {
     std::uint64_t cpu_ns = 0;        // this worker's own user + system CPU in the window
     std::uint64_t runq_wait_ns = 0;  // time this worker waited for a CPU in the window
     Histogram latency;               // publish -> receive of window events, ns
+
+    // Adds another worker's counters (the coordinator's sum over its workers).
+    void add(const WorkerCounters& o) {
+        subs += o.subs;
+        subs_ready += o.subs_ready;
+        ready_at_end += o.ready_at_end;
+        connect_failures += o.connect_failures;
+        disconnects += o.disconnects;
+        http_errors += o.http_errors;
+        polls += o.polls;
+        events += o.events;
+        events_in_window += o.events_in_window;
+        measured_received += o.measured_received;
+        duplicates += o.duplicates;
+        bytes_in += o.bytes_in;
+        reads += o.reads;
+        cpu_ns += o.cpu_ns;
+        runq_wait_ns += o.runq_wait_ns;
+        latency.merge(o.latency);
+    }
 };
 static_assert(std::is_trivially_copyable_v<WorkerCounters>);
 
