@@ -3,6 +3,7 @@
 #pragma once
 
 #include "broker/loop_context.h"
+#include "proto/result.h"
 #include "transports/http_message.h"
 
 #include <memory>
@@ -14,6 +15,9 @@ namespace herald::transports {
 // this call (the caller owns it); nullptr when the response is already complete.
 std::unique_ptr<Exchange> handle_request(broker::LoopContext& ctx, HttpRequest& req,
                                          ResponseSink& sink);
+
+// The HTTP status of a refusal or failure: 400, 404, 413, 500 or 503.
+int http_status(proto::ErrorCode code);
 
 // A complete JSON response.
 void send_json(ResponseSink& sink, int status, const std::string& body, HeaderList headers);

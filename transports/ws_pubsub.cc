@@ -44,35 +44,15 @@ private:
 };
 
 // One `pub` waiting for durability.
-class PubSubOps::PendingPub final : public broker::PublishWaiter {
-public:
-    PendingPub(PubSubOps& o, std::uint64_t k, std::string r, std::string t)
-        : ops(o), key(k), ref(std::move(r)), topic(std::move(t)) {}
-    ~PendingPub() override {
-        if (cookie != 0) {
-            ops.ctx_.cancel_publish(cookie);  // the event is stored all the same
-        }
-    }
-    // Destroys this (the ops drop it): nothing may follow the call. Runs inside a libuv
-    // callback: no exception may leave.
-    void on_published(const proto::Result<proto::EventId>& r) override {
-        PubSubOps& o = ops;
-        cookie = 0;
-        try {
-            o.on_pub_done(key, r);
-        } catch (...) {
-            o.sink_.fail(PubSubFailure::kInternal);
-        }
-    }
-
-    PubSubOps& ops;
-    const std::uint64_t key;
+struct PubSubOps::PendingPub {
+    PendingPub(std::string r, std::string t) : ref(std::move(r)), topic(std::move(t)) {}
     const std::string ref;
     const std::string topic;
-    std::uint64_t cookie = 0;
+    broker::PendingPublish pending;
 };
 
-PubSubOps::PubSubOps(broker::LoopContext& ctx, PubSubSink& sink) : ctx_(ctx), sink_(sink) {}
+PubSubOps::PubSubOps(broker::LoopContext& ctx, PubSubSink& sink)
+    : ctx_(ctx), sink_(sink), admission_(ctx) {}
 
 PubSubOps::~PubSubOps() {
     stop();
@@ -96,29 +76,25 @@ void PubSubOps::on_message(std::string_view text) {
     case ws::ClientOp::Kind::kUnsub:
         unsub(op.ref, op.topic);
         return;
-    case ws::ClientOp::Kind::kPub:
-        pub(std::move(op.ref), std::move(op.topic), std::move(op.type), std::move(op.data));
+    case ws::ClientOp::Kind::kPub: {
+        // The parser leaves `type` empty when the op had none (and refuses an empty one).
+        std::optional<std::string> type;
+        if (!op.type.empty()) {
+            type = std::move(op.type);
+        }
+        pub(std::move(op.ref), std::move(op.topic), std::move(type), std::move(op.data));
         return;
+    }
     }
 }
 
 void PubSubOps::sub(std::string ref, std::string topic, std::optional<proto::EventId> since) {
-    const std::size_t max_topics = ctx_.config().max_topics;
-    if (subs_.count(topic) != 0) {
-        send_op(ws::encode_error(ref, topic, "already subscribed to this topic"));
+    auto admitted = admission_.admit_subscribe({topic}, this);
+    if (!admitted) {
+        send_op(ws::encode_error(ref, topic, admitted.error().detail));
         return;
     }
-    if (subs_.size() >= max_topics) {
-        send_op(ws::encode_error(ref, topic,
-                                 "too many topics on this socket (at most " +
-                                     std::to_string(max_topics) + ")"));
-        return;
-    }
-    if (ctx_.stopping()) {
-        send_op(ws::encode_error(ref, topic, "shutting down"));
-        return;
-    }
-    auto s = std::make_unique<Sub>(*this, std::vector<std::string>{topic}, since);
+    auto s = std::make_unique<Sub>(*this, std::move(*admitted), since);
     // start() never emits synchronously (a replay is read on the thread pool; without a cursor
     // the feed waits for live events), so "subscribed" precedes every event.
     s->start();
@@ -136,22 +112,22 @@ void PubSubOps::unsub(const std::string& ref, const std::string& topic) {
     send_op(ws::encode_unsubscribed(ref, topic));
 }
 
-void PubSubOps::pub(std::string ref, std::string topic, std::string type, std::string data) {
-    const std::size_t max_body = ctx_.config().max_body_bytes;
-    if (data.size() > max_body) {
-        send_op(ws::encode_error(ref, topic,
-                                 "data larger than " + std::to_string(max_body) + " bytes"));
-        return;
-    }
-    if (ctx_.stopping()) {
-        send_op(ws::encode_error(ref, topic, "shutting down"));
-        return;
-    }
+void PubSubOps::pub(std::string ref, std::string topic, std::optional<std::string> type,
+                    std::string data) {
     const std::uint64_t key = next_pub_++;
-    auto p = std::make_unique<PendingPub>(*this, key, std::move(ref), topic);
-    p->cookie = ctx_.publish(std::move(topic), std::move(type), std::move(data), p.get());
-    if (p->cookie == 0) {
-        send_op(ws::encode_error(p->ref, p->topic, "shutting down"));
+    auto p = std::make_unique<PendingPub>(std::move(ref), topic);
+    auto admitted =
+        admission_.publish(p->pending, {std::move(topic), std::move(type), std::move(data)},
+                           [this, key](const proto::Result<proto::EventId>& result) {
+                               // Runs inside a libuv callback: no exception may leave.
+                               try {
+                                   on_pub_done(key, result);
+                               } catch (...) {
+                                   sink_.fail(PubSubFailure::kInternal);
+                               }
+                           });
+    if (!admitted) {
+        send_op(ws::encode_error(p->ref, p->topic, admitted.error().detail));
         return;
     }
     pubs_.emplace(key, std::move(p));
@@ -169,7 +145,7 @@ void PubSubOps::on_pub_done(std::uint64_t key, const proto::Result<proto::EventI
     if (result) {
         send_op(ws::encode_ack(p.ref, p.topic, *result));
     } else {
-        send_op(ws::encode_error(p.ref, p.topic, "event not stored: " + result.error().detail));
+        send_op(ws::encode_error(p.ref, p.topic, result.error().detail));
     }
     if (input_held_ && pubs_.size() < kResumePendingPublishes) {
         input_held_ = false;
@@ -187,7 +163,7 @@ void PubSubOps::stop() {
     stopped_ = true;
     input_held_ = false;
     subs_.clear();
-    pubs_.clear();  // each PendingPub cancels its wait
+    pubs_.clear();  // each PendingPublish cancels its wait
 }
 
 void PubSubOps::send_op(const std::string& payload) {

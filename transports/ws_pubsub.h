@@ -5,6 +5,7 @@
 // through the narrow PubSubSink, so it runs without wslay (and in tests with a fake sink).
 #pragma once
 
+#include "broker/admission.h"
 #include "broker/frame.h"
 #include "broker/loop_context.h"
 #include "proto/event.h"
@@ -47,7 +48,7 @@ public:
 // The pubsub state of one WebSocket: its subscriptions (one Feed per topic) and its publishes
 // waiting for their ack. Owned by the engine of that WebSocket; dies with it, leaving the hub and
 // cancelling the waits. Loop thread only.
-class PubSubOps {
+class PubSubOps final : private broker::HeldTopics {
 public:
     // Publishes waiting for their ack before the engine stops reading (input_blocked()), and
     // the level below which it reads again.
@@ -55,7 +56,7 @@ public:
     static constexpr std::size_t kResumePendingPublishes = kMaxPendingPublishes / 2;
 
     PubSubOps(broker::LoopContext& ctx, PubSubSink& sink);
-    ~PubSubOps();
+    ~PubSubOps() override;
     PubSubOps(const PubSubOps&) = delete;
     PubSubOps& operator=(const PubSubOps&) = delete;
 
@@ -74,17 +75,22 @@ public:
 
 private:
     class Sub;
-    class PendingPub;
+    struct PendingPub;
+
+    // HeldTopics: this socket's subscriptions, for the admission of a `sub`.
+    std::size_t count() const override { return subs_.size(); }
+    bool holds(std::string_view topic) const override { return subs_.count(topic) != 0; }
 
     void sub(std::string ref, std::string topic, std::optional<proto::EventId> since);
     void unsub(const std::string& ref, const std::string& topic);
-    void pub(std::string ref, std::string topic, std::string type, std::string data);
+    void pub(std::string ref, std::string topic, std::optional<std::string> type, std::string data);
     void on_pub_done(std::uint64_t key, const proto::Result<proto::EventId>& result);
     void send_op(const std::string& payload);
     void send_event(const broker::FramePtr& frame);
 
     broker::LoopContext& ctx_;
     PubSubSink& sink_;
+    broker::Admission admission_;
     std::map<std::string, std::unique_ptr<Sub>, std::less<>> subs_;
     std::map<std::uint64_t, std::unique_ptr<PendingPub>> pubs_;
     std::uint64_t next_pub_ = 1;
