@@ -179,6 +179,27 @@ std::unique_ptr<Exchange> subscribe(broker::LoopContext& ctx, HttpRequest& req, 
     return ex;
 }
 
+// The WebSocket path with an adapter that can switch: the opening handshake, or a refusal
+// (without CORS headers: a browser's WebSocket does not read them).
+void open_websocket(broker::LoopContext& ctx, const HttpRequest& req, ResponseSink& sink,
+                    WsSwitch& ws) {
+    auto refusal = ws.refusal();
+    if (!refusal) {
+        refusal = check_ws_request(ctx.config(), req, ws.opening() == WsOpening::kExtendedConnect);
+    }
+    if (refusal) {
+        send_error(sink, refusal->status, refusal->message, std::move(refusal->headers));
+        return;
+    }
+    if (ctx.stopping()) {
+        send_error(sink, 503, "shutting down", {});
+        return;
+    }
+    if (!ws.switch_to_websocket(req)) {
+        send_error(sink, 500, "out of memory", {});
+    }
+}
+
 }  // namespace
 
 int http_status(proto::ErrorCode code) {
@@ -253,7 +274,18 @@ void send_error(ResponseSink& sink, int status, const std::string& message, Head
 }
 
 std::unique_ptr<Exchange> handle_request(broker::LoopContext& ctx, HttpRequest& req,
-                                         ResponseSink& sink) {
+                                         ResponseSink& sink, WsSwitch* ws) {
+    if (ws != nullptr) {
+        // Whatever the method: a request on the WebSocket path is a handshake, right or wrong.
+        if (req.path == kWsPath) {
+            open_websocket(ctx, req, sink, *ws);
+            return nullptr;
+        }
+        if (ws->opening() == WsOpening::kExtendedConnect) {
+            send_error(sink, 404, "no such path: " + req.path, {});
+            return nullptr;
+        }
+    }
     const auto& cfg = ctx.config();
     HeaderList headers = cors_headers(cfg, req);
     const std::string& m = req.method;
