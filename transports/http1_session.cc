@@ -243,12 +243,20 @@ void Http1Session::dispatch() {
     if (upgrade_to_h2c(*req)) {
         return;  // stream 1 of the new HTTP/2 session answers it
     }
-    if (req->path == kWsPath) {
-        // Answers with an error here, or switches the connection (retiring this session).
-        upgrade_to_websocket(ctx_, conn_, *req, *this, pending_in_);
-        return;
+    // A WebSocket switch retires this session: nothing here touches the connection after it.
+    exchange_ = handle_request(ctx_, *req, *this, this);
+}
+
+bool Http1Session::switch_to_websocket(const HttpRequest& req) {
+    auto session = std::make_unique<WsSession>(ctx_, conn_);
+    if (!session->ok()) {
+        return false;
     }
-    exchange_ = handle_request(ctx_, *req, *this);
+    conn_.queue_copy(ws_101_response(*req.header("sec-websocket-key")));
+    std::string rest = std::move(pending_in_);
+    pending_in_.clear();
+    conn_.switch_session(std::move(session), std::move(rest));
+    return true;
 }
 
 bool Http1Session::sniff_h2_preface(const char* data, std::size_t len) {

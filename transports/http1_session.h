@@ -6,6 +6,7 @@
 #include "broker/loop_context.h"
 #include "transports/connection.h"
 #include "transports/http_message.h"
+#include "transports/router.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -17,7 +18,7 @@
 namespace herald::transports {
 
 // Owned by its Connection. Loop thread only.
-class Http1Session final : public Session, public ResponseSink {
+class Http1Session final : public Session, public ResponseSink, private WsSwitch {
 public:
     Http1Session(broker::LoopContext& ctx, Connection& conn);
     ~Http1Session() override;
@@ -46,6 +47,10 @@ public:
 
 private:
     enum class State { kIdle, kReading, kHandling };
+
+    // WsSwitch: 101, then the connection (and the bytes read past the request) is a WsSession's.
+    WsOpening opening() const override { return WsOpening::kUpgrade; }
+    bool switch_to_websocket(const HttpRequest& req) override;
 
     friend struct Http1Callbacks;
     int on_message_begin();

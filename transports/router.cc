@@ -1,12 +1,13 @@
 #include "transports/router.h"
 
+#include "broker/admission.h"
 #include "proto/encode.h"
-#include "proto/validate.h"
 #include "transports/poll_exchange.h"
 #include "transports/stream_exchange.h"
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <string_view>
 
 namespace herald::transports {
@@ -39,25 +40,17 @@ HeaderList cors_headers(const broker::Config& cfg, const HttpRequest& req) {
     return h;
 }
 
-class PublishExchange final : public Exchange, public broker::PublishWaiter {
+// A publish waiting for durability: answers 201 with the id, or why the event was not stored.
+class PublishExchange final : public Exchange {
 public:
-    PublishExchange(broker::LoopContext& ctx, ResponseSink& sink, std::string topic,
-                    HeaderList headers)
-        : ctx_(ctx), sink_(sink), topic_(std::move(topic)), headers_(std::move(headers)) {}
-    ~PublishExchange() override {
-        if (cookie_ != 0) {
-            ctx_.cancel_publish(cookie_);
-        }
-    }
-    bool begin(std::string type, std::string data) {
-        cookie_ = ctx_.publish(topic_, std::move(type), std::move(data), this);
-        return cookie_ != 0;
-    }
-    void on_published(const proto::Result<EventId>& r) override {
-        cookie_ = 0;
+    PublishExchange(ResponseSink& sink, std::string topic, HeaderList headers)
+        : sink_(sink), topic_(std::move(topic)), headers_(std::move(headers)) {}
+
+    broker::PendingPublish& pending() { return pending_; }
+
+    void on_published(const proto::Result<EventId>& r) {
         if (!r) {
-            const int status = r.error().code == proto::ErrorCode::kUnavailable ? 503 : 500;
-            send_error(sink_, status, "event not stored: " + r.error().detail, headers_);
+            send_error(sink_, http_status(r.error().code), r.error().detail, headers_);
             return;
         }
         std::string body = "{\"id\":\"" + proto::format_event_id(*r) + "\",\"topic\":";
@@ -69,34 +62,25 @@ public:
     void on_shutdown() override {}
 
 private:
-    broker::LoopContext& ctx_;
     ResponseSink& sink_;
     std::string topic_;
     HeaderList headers_;
-    std::uint64_t cookie_ = 0;
+    broker::PendingPublish pending_;
 };
 
 std::unique_ptr<Exchange> publish(broker::LoopContext& ctx, HttpRequest& req, ResponseSink& sink,
                                   std::string topic, HeaderList headers) {
-    std::string type;
+    std::optional<std::string> type;
     if (const auto* t = req.query_param("type")) {
-        if (auto st = proto::validate_type(*t); !st) {
-            send_error(sink, 400, "bad type: " + st.error().detail, std::move(headers));
-            return nullptr;
-        }
         type = *t;
     }
-    if (!proto::is_valid_utf8(req.body)) {
-        send_error(sink, 400, "event data is not valid UTF-8", std::move(headers));
-        return nullptr;
-    }
-    if (ctx.stopping()) {
-        send_error(sink, 503, "shutting down", std::move(headers));
-        return nullptr;
-    }
-    auto ex = std::make_unique<PublishExchange>(ctx, sink, std::move(topic), headers);
-    if (!ex->begin(std::move(type), std::move(req.body))) {
-        send_error(sink, 503, "shutting down", std::move(headers));
+    auto ex = std::make_unique<PublishExchange>(sink, topic, headers);
+    auto admitted = broker::Admission(ctx).publish(
+        ex->pending(), {std::move(topic), std::move(type), std::move(req.body)},
+        [ex = ex.get()](const proto::Result<EventId>& r) { ex->on_published(r); });
+    if (!admitted) {
+        send_error(sink, http_status(admitted.error().code), admitted.error().detail,
+                   std::move(headers));
         return nullptr;
     }
     return ex;
@@ -108,24 +92,13 @@ enum class Kind { kSse, kStream, kPoll };
 std::unique_ptr<Exchange> subscribe(broker::LoopContext& ctx, HttpRequest& req, ResponseSink& sink,
                                     std::vector<std::string> topics, HeaderList headers) {
     const auto& cfg = ctx.config();
-    if (topics.empty()) {
-        send_error(sink, 400, "no topic given (use ?topic=NAME)", std::move(headers));
-        return nullptr;
-    }
-    // Duplicates would deliver every event twice.
-    std::sort(topics.begin(), topics.end());
-    topics.erase(std::unique(topics.begin(), topics.end()), topics.end());
-    if (topics.size() > cfg.max_topics) {
-        send_error(sink, 400, "too many topics (at most " + std::to_string(cfg.max_topics) + ")",
+    auto admitted = broker::Admission(ctx).admit_subscribe(std::move(topics));
+    if (!admitted) {
+        send_error(sink, http_status(admitted.error().code), admitted.error().detail,
                    std::move(headers));
         return nullptr;
     }
-    for (const auto& t : topics) {
-        if (auto st = proto::validate_topic(t); !st) {
-            send_error(sink, 400, "bad topic: " + st.error().detail, std::move(headers));
-            return nullptr;
-        }
-    }
+    topics = std::move(*admitted);
 
     Kind kind = Kind::kPoll;
     if (const auto* t = req.query_param("transport")) {
@@ -158,10 +131,6 @@ std::unique_ptr<Exchange> subscribe(broker::LoopContext& ctx, HttpRequest& req, 
             return nullptr;
         }
         cursor = *id;
-    }
-    if (ctx.stopping()) {
-        send_error(sink, 503, "shutting down", std::move(headers));
-        return nullptr;
     }
 
     if (kind == Kind::kPoll) {
@@ -210,7 +179,45 @@ std::unique_ptr<Exchange> subscribe(broker::LoopContext& ctx, HttpRequest& req, 
     return ex;
 }
 
+// The WebSocket path with an adapter that can switch: the opening handshake, or a refusal
+// (without CORS headers: a browser's WebSocket does not read them).
+void open_websocket(broker::LoopContext& ctx, const HttpRequest& req, ResponseSink& sink,
+                    WsSwitch& ws) {
+    auto refusal = ws.refusal();
+    if (!refusal) {
+        refusal = check_ws_request(ctx.config(), req, ws.opening() == WsOpening::kExtendedConnect);
+    }
+    if (refusal) {
+        send_error(sink, refusal->status, refusal->message, std::move(refusal->headers));
+        return;
+    }
+    if (ctx.stopping()) {
+        send_error(sink, 503, "shutting down", {});
+        return;
+    }
+    if (!ws.switch_to_websocket(req)) {
+        send_error(sink, 500, "out of memory", {});
+    }
+}
+
 }  // namespace
+
+int http_status(proto::ErrorCode code) {
+    switch (code) {
+    case proto::ErrorCode::kInvalidArgument:
+        return 400;
+    case proto::ErrorCode::kNotFound:
+        return 404;
+    case proto::ErrorCode::kTooLarge:
+        return 413;
+    case proto::ErrorCode::kUnavailable:
+        return 503;
+    case proto::ErrorCode::kStorage:
+    case proto::ErrorCode::kInternal:
+        return 500;
+    }
+    return 500;
+}
 
 const char* reason_phrase(int status) {
     switch (status) {
@@ -267,7 +274,18 @@ void send_error(ResponseSink& sink, int status, const std::string& message, Head
 }
 
 std::unique_ptr<Exchange> handle_request(broker::LoopContext& ctx, HttpRequest& req,
-                                         ResponseSink& sink) {
+                                         ResponseSink& sink, WsSwitch* ws) {
+    if (ws != nullptr) {
+        // Whatever the method: a request on the WebSocket path is a handshake, right or wrong.
+        if (req.path == kWsPath) {
+            open_websocket(ctx, req, sink, *ws);
+            return nullptr;
+        }
+        if (ws->opening() == WsOpening::kExtendedConnect) {
+            send_error(sink, 404, "no such path: " + req.path, {});
+            return nullptr;
+        }
+    }
     const auto& cfg = ctx.config();
     HeaderList headers = cors_headers(cfg, req);
     const std::string& m = req.method;
@@ -317,10 +335,6 @@ std::unique_ptr<Exchange> handle_request(broker::LoopContext& ctx, HttpRequest& 
     if (starts_with(path, "/topics/")) {
         std::string topic = path.substr(std::strlen("/topics/"));
         if (m == "POST") {
-            if (auto st = proto::validate_topic(topic); !st) {
-                send_error(sink, 400, "bad topic: " + st.error().detail, headers);
-                return nullptr;
-            }
             return publish(ctx, req, sink, std::move(topic), std::move(headers));
         }
         if (m == "GET") {

@@ -1,10 +1,8 @@
 #include "transports/ws_endpoint.h"
 
-#include "broker/feed.h"
 #include "proto/ws.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 
 namespace herald::transports {
@@ -12,10 +10,6 @@ namespace {
 
 namespace ws = proto::ws;
 
-// Publishes waiting for their ack before the socket stops reading (back-pressure), and the
-// level below which it reads again.
-constexpr std::size_t kMaxPendingPubs = 1000;
-constexpr std::size_t kResumePendingPubs = kMaxPendingPubs / 2;
 // After our close frame: how long the peer has to answer with its own (RFC 6455 section 7.1.1
 // lets the server close the TCP connection once the handshake is done or it gave up waiting).
 constexpr std::uint64_t kCloseWaitMs = 2000;
@@ -32,8 +26,6 @@ constexpr std::uint16_t kCloseProtocolError = 1002;
 constexpr std::uint16_t kCloseUnsupportedData = 1003;
 constexpr std::uint16_t kClosePolicy = 1008;
 constexpr std::uint16_t kCloseInternalError = 1011;
-
-constexpr auto kWs = static_cast<std::size_t>(broker::TransportKind::kWs);
 
 }  // namespace
 
@@ -87,60 +79,8 @@ struct WsCallbacks {
     }
 };
 
-// One "sub": a Feed of one topic whose frames go to the socket as they are.
-class WsEndpoint::Sub final : public broker::Feed {
-public:
-    Sub(WsEndpoint& ep, std::string topic, std::optional<proto::EventId> since)
-        : Feed(ep.ctx_, {std::move(topic)}, since, proto::WireFormat::kWsEvent), ep_(ep) {
-        ctx_.metrics().subscribers[kWs].add();
-    }
-    ~Sub() override {
-        stop();
-        ctx_.metrics().subscribers[kWs].sub();
-    }
-
-private:
-    void emit(const broker::FramePtr& frame) override { ep_.send_event(frame); }
-    void emit_truncation(const proto::Truncation& t) override {
-        ep_.send_op(ws::encode_truncated(t));
-    }
-    std::size_t queued_bytes() const override { return ep_.sink_.queued_bytes(); }
-    void on_feed_error(const proto::Error& error) override {
-        std::fprintf(stderr, "herald: history read failed: %s\n", error.detail.c_str());
-        // Closing (1011) makes the client resubscribe from its last ids: nothing is skipped.
-        // Not from inside the feed's own callback: at the end of the turn.
-        ep_.feed_failed_ = true;
-        ep_.sink_.want_turn_end();
-    }
-
-    WsEndpoint& ep_;
-};
-
-// One "pub" waiting for durability.
-class WsEndpoint::PendingPub final : public broker::PublishWaiter {
-public:
-    PendingPub(WsEndpoint& endpoint, std::uint64_t k, std::string t, std::string r)
-        : ep(endpoint), key(k), topic(std::move(t)), ref(std::move(r)) {}
-    // Destroys this (the endpoint drops it): nothing may follow the call. Runs inside a libuv
-    // callback: no exception may leave.
-    void on_published(const proto::Result<proto::EventId>& r) override {
-        WsEndpoint& endpoint = ep;
-        try {
-            endpoint.on_pub_done(this, r);
-        } catch (...) {
-            endpoint.fail_ = true;
-            endpoint.sink_.want_turn_end();
-        }
-    }
-
-    WsEndpoint& ep;
-    const std::uint64_t key;
-    const std::string topic;
-    const std::string ref;
-    std::uint64_t cookie = 0;
-};
-
-WsEndpoint::WsEndpoint(broker::LoopContext& ctx, WsSink& sink) : ctx_(ctx), sink_(sink) {
+WsEndpoint::WsEndpoint(broker::LoopContext& ctx, WsSink& sink)
+    : ctx_(ctx), sink_(sink), ops_(ctx, *this) {
     if (wslay_event_context_server_init(&wslay_, &WsCallbacks::callbacks(), this) != 0) {
         wslay_ = nullptr;
         return;
@@ -174,7 +114,7 @@ void WsEndpoint::on_data(const char* data, std::size_t len) {
 }
 
 bool WsEndpoint::input_blocked() const {
-    return pubs_.size() >= kMaxPendingPubs || ctx_.watermarks().full(sink_.queued_bytes());
+    return ops_.input_blocked() || ctx_.watermarks().full(sink_.queued_bytes());
 }
 
 ssize_t WsEndpoint::on_wslay_recv(std::uint8_t* buf, std::size_t len) {
@@ -252,7 +192,7 @@ void WsEndpoint::on_message(const wslay_event_on_msg_recv_arg& arg) {
     switch (arg.opcode) {
     case WSLAY_TEXT_FRAME:
         // wslay has checked the UTF-8 (else it closed with 1007).
-        handle_text(std::string_view(reinterpret_cast<const char*>(arg.msg), arg.msg_length));
+        ops_.on_message(std::string_view(reinterpret_cast<const char*>(arg.msg), arg.msg_length));
         break;
     case WSLAY_BINARY_FRAME:
         begin_close(kCloseUnsupportedData, "pubsub messages are JSON text");
@@ -285,105 +225,35 @@ void WsEndpoint::on_message(const wslay_event_on_msg_recv_arg& arg) {
     }
 }
 
-// ---- the pubsub ops -------------------------------------------------------------------------
+// ---- what the ops send ----------------------------------------------------------------------
 
-void WsEndpoint::handle_text(std::string_view text) {
-    if (output_stopped_) {
-        return;  // closing: ops after our close frame are not answered
-    }
-    std::string ref;
-    auto parsed = ws::parse_client_op(text, &ref);
-    if (!parsed) {
-        send_op(ws::encode_error(ref, "", parsed.error().detail));
-        return;
-    }
-    ws::ClientOp& op = *parsed;
-    const auto& cfg = ctx_.config();
-    switch (op.kind) {
-    case ws::ClientOp::Kind::kSub: {
-        if (subs_.count(op.topic) != 0) {
-            send_op(ws::encode_error(op.ref, op.topic, "already subscribed to this topic"));
-            return;
-        }
-        if (subs_.size() >= cfg.max_topics) {
-            send_op(ws::encode_error(op.ref, op.topic,
-                                     "too many topics on this socket (at most " +
-                                         std::to_string(cfg.max_topics) + ")"));
-            return;
-        }
-        if (ctx_.stopping()) {
-            send_op(ws::encode_error(op.ref, op.topic, "shutting down"));
-            return;
-        }
-        auto sub = std::make_unique<Sub>(*this, op.topic, op.since);
-        // start() never emits synchronously (a replay is read on the thread pool; without a
-        // cursor the feed waits for live events), so "subscribed" precedes every event.
-        sub->start();
-        send_op(ws::encode_subscribed(op.ref, op.topic, sub->last_sent()));
-        subs_.emplace(op.topic, std::move(sub));
-        return;
-    }
-    case ws::ClientOp::Kind::kUnsub: {
-        auto it = subs_.find(op.topic);
-        if (it == subs_.end()) {
-            send_op(ws::encode_error(op.ref, op.topic, "not subscribed to this topic"));
-            return;
-        }
-        subs_.erase(it);
-        send_op(ws::encode_unsubscribed(op.ref, op.topic));
-        return;
-    }
-    case ws::ClientOp::Kind::kPub: {
-        if (op.data.size() > cfg.max_body_bytes) {
-            send_op(ws::encode_error(op.ref, op.topic,
-                                     "data larger than " + std::to_string(cfg.max_body_bytes) +
-                                         " bytes"));
-            return;
-        }
-        if (ctx_.stopping()) {
-            send_op(ws::encode_error(op.ref, op.topic, "shutting down"));
-            return;
-        }
-        const std::uint64_t key = next_pub_++;
-        auto p = std::make_unique<PendingPub>(*this, key, op.topic, op.ref);
-        p->cookie = ctx_.publish(op.topic, std::move(op.type), std::move(op.data), p.get());
-        if (p->cookie == 0) {
-            send_op(ws::encode_error(op.ref, op.topic, "shutting down"));
-            return;
-        }
-        pubs_.emplace(key, std::move(p));
-        return;
-    }
-    }
+void WsEndpoint::send_op(std::string_view payload) {
+    sink_.write_copy(ws::text_frame(payload));
 }
 
-void WsEndpoint::on_pub_done(PendingPub* p, const proto::Result<proto::EventId>& r) {
-    auto node = pubs_.extract(p->key);
-    if (r) {
-        send_op(ws::encode_ack(p->ref, p->topic, *r));
-    } else {
-        send_op(ws::encode_error(p->ref, p->topic, "event not stored: " + r.error().detail));
-    }
-    if (input_paused_ && pubs_.size() < kResumePendingPubs) {
+void WsEndpoint::send_event(const broker::FramePtr& frame) {
+    sink_.write(frame);
+}
+
+void WsEndpoint::resume_input() {
+    if (input_paused_) {
         // Read on at the end of the turn, where input is handled.
         resume_pending_ = true;
         sink_.want_turn_end();
     }
 }
 
-void WsEndpoint::send_op(const std::string& payload) {
-    if (output_stopped_) {
-        return;
+void WsEndpoint::fail(PubSubFailure why) {
+    // Not from inside the ops' own callback: at the end of the turn.
+    switch (why) {
+    case PubSubFailure::kHistoryUnreadable:
+        feed_failed_ = true;  // close 1011
+        break;
+    case PubSubFailure::kInternal:
+        fail_ = true;
+        break;
     }
-    sink_.write_copy(ws::text_frame(payload));
-}
-
-void WsEndpoint::send_event(const broker::FramePtr& frame) {
-    if (output_stopped_) {
-        return;
-    }
-    sink_.write(frame);
-    ctx_.metrics().delivered[kWs].add();
+    sink_.want_turn_end();
 }
 
 // ---- output, keep-alive, closing ------------------------------------------------------------
@@ -421,11 +291,7 @@ void WsEndpoint::begin_close(std::uint16_t code, std::string_view reason) {
 
 void WsEndpoint::stop_output() {
     output_stopped_ = true;
-    subs_.clear();
-    for (auto& [key, p] : pubs_) {
-        ctx_.cancel_publish(p->cookie);  // the event is stored all the same; no ack goes out
-    }
-    pubs_.clear();
+    ops_.stop();  // pending publishes are stored all the same; no ack goes out
 }
 
 void WsEndpoint::settle() {
@@ -461,9 +327,7 @@ void WsEndpoint::on_turn_end() {
 }
 
 void WsEndpoint::on_drained() {
-    for (auto& [topic, sub] : subs_) {
-        sub->on_output_drained();
-    }
+    ops_.on_drained();
     if (input_paused_) {
         resume_pending_ = true;
         sink_.want_turn_end();

@@ -1,17 +1,16 @@
-// WsEndpoint: the server side of one WebSocket speaking the pubsub subprotocol
-// (docs/pubsub-subprotocol.md) over a byte sink. It knows nothing of sockets: a WsSession runs
-// it over an HTTP/1.1 connection after the 101, an H2Session stream (RFC 8441) over the
-// stream's DATA after the 200 of an extended CONNECT.
+// WsEndpoint: the server side of one WebSocket (RFC 6455) speaking the pubsub subprotocol over
+// a byte sink. The engine half: wslay framing, pings, the closing handshake and its codes, input
+// flow control; each text message goes to the subprotocol's ops (PubSubOps, ws_pubsub.h). It
+// knows nothing of sockets: a WsSession runs it over an HTTP/1.1 connection after the 101, an
+// H2Session stream (RFC 8441) over the stream's DATA after the 200 of an extended CONNECT.
 #pragma once
 
 #include "broker/frame.h"
 #include "broker/loop_context.h"
+#include "transports/ws_pubsub.h"
 
 #include <cstddef>
 #include <cstdint>
-#include <map>
-#include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <wslay/wslay.h>
@@ -42,10 +41,10 @@ public:
 
 // Owned by the transport that carries it (WsSession, or an HTTP/2 stream's tunnel); dies with
 // it, leaving the hub and cancelling publish waits. Loop thread only.
-class WsEndpoint {
+class WsEndpoint final : private PubSubSink {
 public:
     WsEndpoint(broker::LoopContext& ctx, WsSink& sink);
-    ~WsEndpoint();
+    ~WsEndpoint() override;
     WsEndpoint(const WsEndpoint&) = delete;
     WsEndpoint& operator=(const WsEndpoint&) = delete;
 
@@ -65,9 +64,14 @@ public:
     void shutdown();
 
 private:
-    class Sub;
-    class PendingPub;
     friend struct WsCallbacks;
+
+    // PubSubSink
+    void send_op(std::string_view payload) override;
+    void send_event(const broker::FramePtr& frame) override;
+    std::size_t queued_bytes() const override { return sink_.queued_bytes(); }
+    void resume_input() override;
+    void fail(PubSubFailure why) override;
 
     // wslay callbacks.
     ssize_t on_wslay_recv(std::uint8_t* buf, std::size_t len);
@@ -81,14 +85,9 @@ private:
     bool close_sent() const;
     void settle();
 
-    void handle_text(std::string_view text);
-    void send_op(const std::string& payload);
-    void send_event(const broker::FramePtr& frame);
-    void on_pub_done(PendingPub* p, const proto::Result<proto::EventId>& r);
-
     // Starts the closing handshake with `code` (no data frames after it).
     void begin_close(std::uint16_t code, std::string_view reason);
-    // Stops every feed and ignores pending acks: nothing but the close goes out any more.
+    // Stops the ops (feeds, pending acks): nothing but the close goes out any more.
     void stop_output();
 
     broker::LoopContext& ctx_;
@@ -100,10 +99,6 @@ private:
     bool input_paused_ = false;
     bool resume_pending_ = false;
     bool in_recv_ = false;  // inside wslay_event_recv: no wslay_event_send now
-
-    std::map<std::string, std::unique_ptr<Sub>, std::less<>> subs_;
-    std::map<std::uint64_t, std::unique_ptr<PendingPub>> pubs_;
-    std::uint64_t next_pub_ = 1;
 
     // Closing.
     bool output_stopped_ = false;  // a close frame is queued or sent: no more data frames
@@ -120,6 +115,8 @@ private:
     double ping_tokens_ = 0;
     std::uint64_t ping_tokens_ms_ = 0;
     std::size_t fragments_ = 0;  // frames of the message being received
+
+    PubSubOps ops_;  // last: destroyed first, while the engine it writes through still stands
 };
 
 }  // namespace herald::transports

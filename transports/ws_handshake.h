@@ -16,6 +16,10 @@ namespace herald::transports {
 // The path a WebSocket is opened on.
 inline constexpr std::string_view kWsPath = "/ws";
 
+// How a protocol opens a WebSocket: HTTP/1.1's Upgrade (RFC 6455 section 4) or HTTP/2's
+// extended CONNECT (RFC 8441).
+enum class WsOpening { kUpgrade, kExtendedConnect };
+
 // Why a handshake was refused: the HTTP status, the {"error"} message and extra headers.
 struct WsRefusal {
     int status = 400;

@@ -1,8 +1,5 @@
 #include "transports/ws_session.h"
 
-#include "transports/router.h"
-#include "transports/ws_handshake.h"
-
 namespace herald::transports {
 
 WsSession::WsSession(broker::LoopContext& ctx, Connection& conn)
@@ -28,27 +25,6 @@ void WsSession::on_tick(std::uint64_t now_ms) {
 
 void WsSession::shutdown() {
     endpoint_.shutdown();
-}
-
-void upgrade_to_websocket(broker::LoopContext& ctx, Connection& conn, const HttpRequest& req,
-                          ResponseSink& sink, std::string& leftover) {
-    if (auto refusal = check_ws_request(ctx.config(), req)) {
-        send_error(sink, refusal->status, refusal->message, std::move(refusal->headers));
-        return;
-    }
-    if (ctx.stopping()) {
-        send_error(sink, 503, "shutting down", {});
-        return;
-    }
-    auto session = std::make_unique<WsSession>(ctx, conn);
-    if (!session->ok()) {
-        send_error(sink, 500, "out of memory", {});
-        return;
-    }
-    conn.queue_copy(ws_101_response(*req.header("sec-websocket-key")));
-    std::string rest = std::move(leftover);
-    leftover.clear();
-    conn.switch_session(std::move(session), std::move(rest));
 }
 
 }  // namespace herald::transports

@@ -4,19 +4,16 @@
 
 #include "broker/loop_context.h"
 #include "transports/connection.h"
-#include "transports/http_message.h"
 #include "transports/ws_endpoint.h"
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
-#include <string>
 #include <string_view>
 
 namespace herald::transports {
 
-// Installed by the HTTP/1.1 session with Connection::switch_session; owned by the Connection,
-// dies with it. Loop thread only.
+// Installed by the HTTP/1.1 session with Connection::switch_session once the router accepted
+// the handshake (router.h, WsSwitch); owned by the Connection, dies with it. Loop thread only.
 class WsSession final : public Session, private WsSink {
 public:
     WsSession(broker::LoopContext& ctx, Connection& conn);
@@ -46,12 +43,5 @@ private:
     Connection& conn_;
     WsEndpoint endpoint_;
 };
-
-// GET /ws on HTTP/1.1: checks the handshake (transports/ws_handshake.h); refuses on `sink` with
-// a JSON error, or answers 101 and switches `conn` to a WsSession that takes `leftover`
-// (bytes read past the request). After a switch the calling session is retired: it must
-// return without touching the connection.
-void upgrade_to_websocket(broker::LoopContext& ctx, Connection& conn, const HttpRequest& req,
-                          ResponseSink& sink, std::string& leftover);
 
 }  // namespace herald::transports
