@@ -1,6 +1,7 @@
 #include "transports/ws_endpoint.h"
 
 #include "broker/feed.h"
+#include "broker/log.h"
 #include "proto/ws.h"
 
 #include <algorithm>
@@ -106,7 +107,7 @@ private:
     }
     std::size_t queued_bytes() const override { return ep_.sink_.queued_bytes(); }
     void on_feed_error(const proto::Error& error) override {
-        std::fprintf(stderr, "herald: history read failed: %s\n", error.detail.c_str());
+        HERALD_LOG_LIMITED("herald: history read failed: %s", error.detail.c_str());
         // Closing (1011) makes the client resubscribe from its last ids: nothing is skipped.
         // Not from inside the feed's own callback: at the end of the turn.
         ep_.feed_failed_ = true;
