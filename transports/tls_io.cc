@@ -14,17 +14,18 @@ constexpr std::size_t kTlsGather = 4096;
 }  // namespace
 
 TlsIo::TlsIo(Connection& conn, std::unique_ptr<TlsChannel> tls, SessionFactory make_session)
-    : conn_(conn), tls_(std::move(tls)), make_session_(make_session),
+    : conn_(conn), metrics_(conn.ctx().metrics()), tls_(std::move(tls)),
+      make_session_(make_session),
       // A client that connects and never finishes the handshake holds a socket: same limit
       // as for a request that never completes.
       handshake_deadline_ms_(
           conn.ctx().now_ms() +
           static_cast<std::uint64_t>(conn.ctx().config().request_timeout_s * 1000)) {
-    conn_.ctx().metrics().tls_connections.add();
+    metrics_.tls_connections.add();
 }
 
 TlsIo::~TlsIo() {
-    conn_.ctx().metrics().tls_connections.sub();
+    metrics_.tls_connections.sub();  // from ~Connection: not through conn_
 }
 
 void TlsIo::on_read(const char* data, std::size_t len) {
@@ -67,7 +68,7 @@ bool TlsIo::finish_handshake() {
         return false;
     }
     if (st != TlsChannel::Status::kOk) {
-        conn_.ctx().metrics().tls_handshake_errors.add();
+        metrics_.tls_handshake_errors.add();
         // The alert, if the engine wrote one, tells the client why.
         conn_.close_after_flush(broker::CloseReason::kTlsError);
         return false;
@@ -131,7 +132,7 @@ bool TlsIo::flush_due_on_close() const {
 
 void TlsIo::on_tick(std::uint64_t now_ms) {
     if (handshake_deadline_ms_ != 0 && now_ms >= handshake_deadline_ms_) {
-        conn_.ctx().metrics().tls_handshake_errors.add();
+        metrics_.tls_handshake_errors.add();
         conn_.close(broker::CloseReason::kTlsError);
     }
 }

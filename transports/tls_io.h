@@ -37,6 +37,7 @@ private:
     bool encrypt(OutputQueue& q);
 
     Connection& conn_;
+    broker::LoopMetrics& metrics_;
     std::unique_ptr<TlsChannel> tls_;
     SessionFactory make_session_;
     std::uint64_t handshake_deadline_ms_;  // 0 once the handshake is done
