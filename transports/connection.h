@@ -1,10 +1,16 @@
-// Connection: one accepted TCP socket — reads into the loop's shared buffer, gathered writes
-// of shared frames, backpressure, timeouts and the single teardown path. What the bytes mean
-// is up to its Session (HTTP/1.1 today; HTTP/2 and WebSocket sessions plug in the same way).
+// Connection: the lifecycle of one accepted TCP socket: start (plaintext or TLS), the session
+// that gives the bytes a meaning and its replacement on a protocol switch, reading into the
+// loop's shared buffer, output queued during a loop turn and flushed at its end, send and
+// handshake timeouts, shutdown, and close(reason) as the single teardown. What is queued lives
+// in an OutputQueue, the socket writes in a SocketWriter, and what differs between plaintext
+// and TLS in its ConnectionIo.
 #pragma once
 
 #include "broker/frame.h"
 #include "broker/loop_context.h"
+#include "transports/connection_io.h"
+#include "transports/output_queue.h"
+#include "transports/socket_writer.h"
 
 #include <atomic>
 #include <cstddef>
@@ -46,8 +52,8 @@ public:
 // or empty).
 using SessionFactory = std::unique_ptr<Session> (*)(Connection& conn, std::string_view alpn);
 
-// Created on accept by a listener; destroyed only from the libuv close callback after close().
-// Loop thread only.
+// Created on accept by a listener, which calls start() or start_tls() at once; destroyed only
+// from the libuv close callback after close(). Loop thread only.
 class Connection final : public broker::TurnEndListener {
 public:
     Connection(broker::LoopContext& ctx, ConnectionList& list);
@@ -62,7 +68,7 @@ public:
     // Like start() for a TLS listener: the session is made by `make_session` after the
     // handshake (within --request-timeout), from the protocol ALPN selected.
     void start_tls(std::unique_ptr<TlsChannel> tls, SessionFactory make_session);
-    bool is_tls() const { return tls_ != nullptr; }
+    bool is_tls() const;
     // Replaces the session (protocol upgrade). The old one is destroyed at the end of the
     // current callback; `leftover` (bytes already read past the upgrade) goes to the new one.
     void switch_session(std::unique_ptr<Session> upgraded, std::string leftover);
@@ -74,13 +80,26 @@ public:
     bool closing() const { return closing_ || close_after_flush_; }
 
     // Output. Bytes are sent at the end of the loop turn in one gathered write.
-    void queue(broker::FramePtr frame);
+    void queue(broker::FramePtr frame) {
+        if (!closing_ && queue_.push(std::move(frame))) {
+            want_turn_end();
+        }
+    }
     // `len` bytes of `frame` from `offset` (e.g. the part of an event that fits an HTTP/2
     // DATA frame), shared, not copied.
-    void queue_slice(broker::FramePtr frame, std::size_t offset, std::size_t len);
-    void queue_copy(std::string_view small);  // small bytes (framing), copied
+    void queue_slice(broker::FramePtr frame, std::size_t offset, std::size_t len) {
+        if (!closing_ && queue_.push_slice(std::move(frame), offset, len)) {
+            want_turn_end();
+        }
+    }
+    // Small bytes (framing), copied.
+    void queue_copy(std::string_view small) {
+        if (!closing_ && queue_.push_copy(small)) {
+            want_turn_end();
+        }
+    }
     // Bytes queued or being written, not yet taken by the kernel.
-    std::size_t queued_bytes() const { return out_bytes_ + inflight_bytes_; }
+    std::size_t queued_bytes() const { return queue_.bytes() + writer_.inflight_bytes(); }
     // Calls the session's on_turn_end() at the end of this loop turn.
     void want_turn_end() { ctx_.at_turn_end(this); }
 
@@ -98,21 +117,20 @@ public:
     Connection* next = nullptr;
 
 private:
-    struct Piece {
-        broker::FramePtr frame;  // shared bytes, or arena_ when null
-        std::uint32_t at = 0;    // the slice of frame->bytes or of arena_
-        std::uint32_t len = 0;
-    };
-    struct WriteReq;
-    WriteReq* acquire_write();
-    static void release_write(WriteReq* w);
-    static std::vector<std::unique_ptr<WriteReq>>& write_pool();
+    // The I/O strategies and the socket writer work on the queue and the session through the
+    // private members below.
+    friend class PlainIo;
+    friend class TlsIo;
+    friend class SocketWriter;
 
     ~Connection() override;
     static void on_closed(uv_handle_t* h);
     static void on_alloc(uv_handle_t* h, std::size_t suggested, uv_buf_t* buf);
     static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
-    static void on_write(uv_write_t* req, int status);
+    void begin(std::unique_ptr<ConnectionIo> io);
+    // Installs the session a TLS handshake's ALPN chose.
+    void open_session(std::unique_ptr<Session> session) { session_ = std::move(session); }
+    // Plaintext from the peer, to the session.
     void deliver(const char* data, std::size_t len);
     // Calls into the session. A session replaced or closed from inside the call (an upgrade,
     // close()) is destroyed only when the outermost call returns.
@@ -125,31 +143,21 @@ private:
             retired_.reset();
         }
     }
-    void on_tls_data(const char* data, std::size_t len);
-    void flush();
-    bool flush_one();
-    void flush_tls();
-    void write_out(WriteReq* w);
-    std::int64_t send_now(const uv_buf_t* bufs, std::size_t n);
-    std::int64_t send_direct(const uv_buf_t* bufs, std::size_t n, std::size_t bytes);
+    // A write the SocketWriter handed to libuv completed (status < 0: failed or cancelled).
+    void on_written(int status);
+    // Tells the session once the output fell below the low watermark.
     void maybe_drained();
 
     broker::LoopContext& ctx_;
     ConnectionList& list_;
     uv_tcp_t tcp_{};
+    OutputQueue queue_;
+    SocketWriter writer_{*this};
+    std::unique_ptr<ConnectionIo> io_;  // set by start() / start_tls()
     std::unique_ptr<Session> session_;
     std::unique_ptr<Session> retired_;  // replaced session, destroyed after its callback
-    std::unique_ptr<TlsChannel> tls_;   // null on a plaintext connection
-    SessionFactory make_session_ = nullptr;
-    std::uint64_t handshake_deadline_ms_ = 0;  // 0: none (plaintext, or handshake done)
     bool in_session_ = false;
-    std::vector<Piece> out_;
-    std::string arena_;
-    std::size_t out_bytes_ = 0;
-    std::size_t inflight_bytes_ = 0;
-    std::uint64_t last_progress_ms_ = 0;  // last write completion, or queue empty
     bool reading_ = false;
-    bool above_low_water_ = false;  // queued bytes reached the low watermark since last drain
     bool closing_ = false;
     bool close_after_flush_ = false;
     broker::CloseReason flush_close_reason_ = broker::CloseReason::kDone;

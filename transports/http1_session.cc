@@ -30,32 +30,41 @@ const broker::FramePtr& last_chunk() {
 
 }  // namespace
 
-// llhttp callbacks do nothing but find the connection and call a member.
+// llhttp callbacks (C): find the session and call a member, nothing else. No exception may
+// cross llhttp: one a member throws (out of memory) fails the parse like a limit does, with
+// HPE_USER, and is answered 500.
 struct Http1Callbacks {
     static Http1Session* self(llhttp_t* p) { return static_cast<Http1Session*>(p->data); }
-    static int message_begin(llhttp_t* p) { return self(p)->on_message_begin(); }
-    static int url(llhttp_t* p, const char* at, std::size_t n) { return self(p)->on_url(at, n); }
-    static int field(llhttp_t* p, const char* at, std::size_t n) {
-        return self(p)->on_header_field(at, n);
+
+    template <int (Http1Session::*member)()> static int call(llhttp_t* p) noexcept {
+        Http1Session* s = self(p);
+        try {
+            return (s->*member)();
+        } catch (...) {
+            return s->on_callback_exception();
+        }
     }
-    static int value(llhttp_t* p, const char* at, std::size_t n) {
-        return self(p)->on_header_value(at, n);
+    template <int (Http1Session::*member)(const char*, std::size_t)>
+    static int span(llhttp_t* p, const char* at, std::size_t n) noexcept {
+        Http1Session* s = self(p);
+        try {
+            return (s->*member)(at, n);
+        } catch (...) {
+            return s->on_callback_exception();
+        }
     }
-    static int headers_complete(llhttp_t* p) { return self(p)->on_headers_complete(); }
-    static int body(llhttp_t* p, const char* at, std::size_t n) { return self(p)->on_body(at, n); }
-    static int message_complete(llhttp_t* p) { return self(p)->on_message_complete(); }
 
     static const llhttp_settings_t& settings() {
         static const llhttp_settings_t s = [] {
             llhttp_settings_t st;
             llhttp_settings_init(&st);
-            st.on_message_begin = message_begin;
-            st.on_url = url;
-            st.on_header_field = field;
-            st.on_header_value = value;
-            st.on_headers_complete = headers_complete;
-            st.on_body = body;
-            st.on_message_complete = message_complete;
+            st.on_message_begin = &call<&Http1Session::on_message_begin>;
+            st.on_url = &span<&Http1Session::on_url>;
+            st.on_header_field = &span<&Http1Session::on_header_field>;
+            st.on_header_value = &span<&Http1Session::on_header_value>;
+            st.on_headers_complete = &call<&Http1Session::on_headers_complete>;
+            st.on_body = &span<&Http1Session::on_body>;
+            st.on_message_complete = &call<&Http1Session::on_message_complete>;
             return st;
         }();
         return s;
@@ -110,7 +119,8 @@ void Http1Session::parse(const char* data, std::size_t len) {
         return;
     }
     if (parse_error_status_ != 0) {
-        respond_error(parse_error_status_, parse_error_);
+        respond_error(parse_error_status_,
+                      parse_error_.empty() ? "the request could not be processed" : parse_error_);
     } else {
         respond_error(400, std::string("malformed HTTP request: ") + llhttp_errno_name(err));
     }
@@ -126,6 +136,12 @@ bool Http1Session::add_header_bytes(std::size_t n, int status) {
     return true;
 }
 
+int Http1Session::on_callback_exception() noexcept {
+    parse_error_status_ = 500;
+    parse_error_.clear();
+    return HPE_USER;
+}
+
 int Http1Session::on_message_begin() {
     state_ = State::kReading;
     req_ = std::make_unique<HttpRequest>();
@@ -137,7 +153,7 @@ int Http1Session::on_message_begin() {
 
 int Http1Session::on_url(const char* at, std::size_t len) {
     if (!add_header_bytes(len, 414)) {
-        return -1;
+        return HPE_USER;
     }
     req_->target.append(at, len);
     return 0;
@@ -145,13 +161,13 @@ int Http1Session::on_url(const char* at, std::size_t len) {
 
 int Http1Session::on_header_field(const char* at, std::size_t len) {
     if (!add_header_bytes(len, 431)) {
-        return -1;
+        return HPE_USER;
     }
     if (in_value_ || req_->headers.empty()) {
         if (req_->headers.size() >= kMaxHeaders) {
             parse_error_status_ = 431;
             parse_error_ = "too many request headers";
-            return -1;
+            return HPE_USER;
         }
         req_->headers.emplace_back();
         in_value_ = false;
@@ -162,14 +178,14 @@ int Http1Session::on_header_field(const char* at, std::size_t len) {
     if (std::memchr(at, ' ', len) != nullptr || std::memchr(at, '\t', len) != nullptr) {
         parse_error_status_ = 400;
         parse_error_ = "whitespace in a header field name";
-        return -1;
+        return HPE_USER;
     }
     return 0;
 }
 
 int Http1Session::on_header_value(const char* at, std::size_t len) {
     if (!add_header_bytes(len, 431)) {
-        return -1;
+        return HPE_USER;
     }
     in_value_ = true;
     if (req_->headers.empty()) {
@@ -199,7 +215,7 @@ int Http1Session::on_headers_complete() {
     if ((parser_.flags & F_CONTENT_LENGTH) != 0 && parser_.content_length > max_body) {
         parse_error_status_ = 413;
         parse_error_ = "request body larger than " + std::to_string(max_body) + " bytes";
-        return -1;
+        return HPE_USER;
     }
     if (const auto* expect = req_->header("expect")) {
         if (strcasecmp(expect->c_str(), "100-continue") == 0 && !req_->http10) {
@@ -215,7 +231,7 @@ int Http1Session::on_body(const char* at, std::size_t len) {
         parse_error_status_ = 413;
         parse_error_ =
             "request body larger than " + std::to_string(ctx_.config().max_body_bytes) + " bytes";
-        return -1;
+        return HPE_USER;
     }
     req_->body.append(at, len);
     return 0;

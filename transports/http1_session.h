@@ -52,6 +52,8 @@ private:
     WsOpening opening() const override { return WsOpening::kUpgrade; }
     bool switch_to_websocket(const HttpRequest& req) override;
 
+    // llhttp callbacks: 0, HPE_PAUSED after a whole request, or HPE_USER for a request that
+    // broke a limit (parse_error_status_ says which).
     friend struct Http1Callbacks;
     int on_message_begin();
     int on_url(const char* at, std::size_t len);
@@ -60,6 +62,8 @@ private:
     int on_headers_complete();
     int on_body(const char* at, std::size_t len);
     int on_message_complete();
+    // A callback threw: the request fails with 500. Returns HPE_USER.
+    int on_callback_exception() noexcept;
 
     void parse(const char* data, std::size_t len);
     void dispatch();
@@ -80,7 +84,7 @@ private:
     std::unique_ptr<HttpRequest> req_;
     bool in_value_ = false;
     std::size_t header_bytes_ = 0;
-    int parse_error_status_ = 0;  // a limit our callbacks enforced (400, 413, 414, 431)
+    int parse_error_status_ = 0;  // a limit our callbacks enforced (400, 413, 414, 431), or 500
     std::string parse_error_;
 
     std::unique_ptr<Exchange> exchange_;

@@ -1,10 +1,10 @@
 #include "transports/listener.h"
 
+#include "broker/log.h"
 #include "transports/h2_session.h"
 #include "transports/http1_session.h"
 #include "transports/tls.h"
 
-#include <cstdio>
 #include <memory>
 #include <openssl/ssl.h>
 
@@ -52,11 +52,7 @@ void Listener::on_connection(uv_stream_t* server, int status) {
         // EMFILE/ENFILE land here: libuv already accepted and dropped the connection to
         // keep the backlog moving; the connections we have keep being served.
         self->ctx_.metrics().accept_errors.add();
-        const auto now = self->ctx_.now_ms();
-        if (now - self->last_accept_error_log_ms_ > 5000) {
-            self->last_accept_error_log_ms_ = now;
-            std::fprintf(stderr, "herald: accept failed: %s\n", uv_strerror(status));
-        }
+        HERALD_LOG_LIMITED("herald: accept failed: %s", uv_strerror(status));
         return;
     }
     self->accept_one(server == reinterpret_cast<uv_stream_t*>(&self->tls_server_));

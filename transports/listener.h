@@ -43,7 +43,6 @@ private:
     uv_tcp_t tls_server_{};
     const TlsContext* tls_ = nullptr;  // set when tls_server_ is in use
     bool server_closing_ = false;
-    std::uint64_t last_accept_error_log_ms_ = 0;
 };
 
 }  // namespace herald::transports

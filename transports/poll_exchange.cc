@@ -1,5 +1,6 @@
 #include "transports/poll_exchange.h"
 
+#include "broker/log.h"
 #include "transports/router.h"
 
 #include <algorithm>
@@ -39,6 +40,7 @@ void PollExchange::on_history(proto::Result<storage::ReadResult> result) {
         return;
     }
     if (!result) {
+        HERALD_LOG_LIMITED("herald: history read failed: %s", result.error().detail.c_str());
         answered_ = true;
         ctx_.hub().remove(this);
         send_error(sink_, 500, "history read failed: " + result.error().detail,

@@ -1,5 +1,7 @@
 #include "transports/stream_exchange.h"
 
+#include "broker/log.h"
+
 #include <cstdio>
 
 namespace herald::transports {
@@ -89,7 +91,7 @@ void StreamExchange::emit_truncation(const proto::Truncation& t) {
 }
 
 void StreamExchange::on_feed_error(const proto::Error& error) {
-    std::fprintf(stderr, "herald: history read failed: %s\n", error.detail.c_str());
+    HERALD_LOG_LIMITED("herald: history read failed: %s", error.detail.c_str());
     // Ending the stream makes the client reconnect with its last id: nothing is skipped.
     on_shutdown();
 }

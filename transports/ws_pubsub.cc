@@ -1,6 +1,7 @@
 #include "transports/ws_pubsub.h"
 
 #include "broker/feed.h"
+#include "broker/log.h"
 #include "proto/ws.h"
 
 #include <cstdio>
@@ -35,7 +36,7 @@ private:
     }
     std::size_t queued_bytes() const override { return ops_.sink_.queued_bytes(); }
     void on_feed_error(const proto::Error& error) override {
-        std::fprintf(stderr, "herald: history read failed: %s\n", error.detail.c_str());
+        HERALD_LOG_LIMITED("herald: history read failed: %s", error.detail.c_str());
         // Ending the socket makes the client resubscribe from its last ids: nothing is skipped.
         ops_.sink_.fail(PubSubFailure::kHistoryUnreadable);
     }
