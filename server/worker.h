@@ -12,13 +12,14 @@
 #include <uv.h>
 #include <vector>
 
-namespace herald::broker {
+namespace herald::server {
 
 // Owned by the Server. Constructed and started on the main thread; the loop then belongs to
 // the worker thread. post_commit() and request_stop() may be called from any thread.
-class Worker final : public CommitListener {
+class Worker final : public broker::CommitListener {
 public:
-    Worker(unsigned index, const Shared& shared, std::atomic<std::size_t>& open_connections);
+    Worker(unsigned index, const broker::Shared& shared,
+           std::atomic<std::size_t>& open_connections);
     ~Worker() override;
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
@@ -32,8 +33,8 @@ public:
     void request_stop();
     void join();
 
-    LoopMetrics& metrics() { return metrics_; }
-    void post_commit(CommitBatchPtr batch) override;
+    broker::LoopMetrics& metrics() { return metrics_; }
+    void post_commit(broker::CommitBatchPtr batch) override;
 
 private:
     static void on_async(uv_async_t* h);
@@ -46,7 +47,7 @@ private:
     void begin_stop();
     void maybe_finish_stop();
 
-    LoopMetrics metrics_;
+    broker::LoopMetrics metrics_;
     uv_loop_t loop_{};
     uv_async_t async_{};
     uv_timer_t tick_{};
@@ -54,16 +55,16 @@ private:
     uv_check_t check_{};
     uv_prepare_t prepare_{};
     uv_idle_t idle_{};  // active while delivery work waits: the loop polls without blocking
-    std::unique_ptr<LoopContext> ctx_;
+    std::unique_ptr<broker::LoopContext> ctx_;
     std::unique_ptr<transports::Listener> listener_;
     std::thread thread_;
 
     std::mutex mu_;
-    std::vector<CommitBatchPtr> inbox_;  // guarded by mu_
-    bool stop_requested_ = false;        // guarded by mu_
-    bool async_closed_ = false;          // guarded by mu_
-    bool stopping_ = false;              // loop thread
-    bool handles_closed_ = false;        // loop thread
+    std::vector<broker::CommitBatchPtr> inbox_;  // guarded by mu_
+    bool stop_requested_ = false;                // guarded by mu_
+    bool async_closed_ = false;                  // guarded by mu_
+    bool stopping_ = false;                      // loop thread
+    bool handles_closed_ = false;                // loop thread
 };
 
-}  // namespace herald::broker
+}  // namespace herald::server

@@ -1,4 +1,4 @@
-#include "broker/server.h"
+#include "server/server.h"
 
 #include "storage/rocksdb_store.h"
 
@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-namespace herald::broker {
+namespace herald::server {
 namespace {
 
 using proto::ErrorCode;
@@ -38,7 +38,7 @@ std::string url_host(const std::string& host) {
 
 }  // namespace
 
-Server::Server(Config config) : config_(std::move(config)) {}
+Server::Server(broker::Config config) : config_(std::move(config)) {}
 
 Server::~Server() {
     stop();
@@ -120,8 +120,8 @@ proto::Status Server::start() {
         return store.error();
     }
     store_ = std::move(store).value();
-    sequencer_ = std::make_unique<Sequencer>(*store_, config_.durability,
-                                             config_.retention.max_age_ms, storage_metrics_);
+    sequencer_ = std::make_unique<broker::Sequencer>(
+        *store_, config_.durability, config_.retention.max_age_ms, storage_metrics_);
     if (!config_.tls_listen_host.empty()) {
         auto tls = transports::TlsContext::load(config_.tls_cert, config_.tls_key);
         if (!tls) {
@@ -222,4 +222,4 @@ void Server::stop() {
     std::fflush(stdout);
 }
 
-}  // namespace herald::broker
+}  // namespace herald::server

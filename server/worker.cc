@@ -1,8 +1,8 @@
-#include "broker/server_worker.h"
+#include "server/worker.h"
 
 #include <cstdio>
 
-namespace herald::broker {
+namespace herald::server {
 namespace {
 
 constexpr std::uint64_t kTickMs = 250;
@@ -13,10 +13,11 @@ void noop_close(uv_handle_t* /*h*/) {}
 
 }  // namespace
 
-Worker::Worker(unsigned index, const Shared& shared, std::atomic<std::size_t>& open_connections) {
+Worker::Worker(unsigned index, const broker::Shared& shared,
+               std::atomic<std::size_t>& open_connections) {
     uv_loop_init(&loop_);
     loop_.data = this;
-    ctx_ = std::make_unique<LoopContext>(index, &loop_, shared, metrics_);
+    ctx_ = std::make_unique<broker::LoopContext>(index, &loop_, shared, metrics_);
     listener_ = std::make_unique<transports::Listener>(*ctx_, open_connections);
     uv_async_init(&loop_, &async_, &Worker::on_async);
     async_.data = this;
@@ -61,7 +62,7 @@ void Worker::join() {
     }
 }
 
-void Worker::post_commit(CommitBatchPtr batch) {
+void Worker::post_commit(broker::CommitBatchPtr batch) {
     std::lock_guard lock(mu_);
     if (async_closed_) {
         return;
@@ -92,7 +93,7 @@ void Worker::on_async(uv_async_t* h) {
 }
 
 void Worker::drain_inbox() {
-    std::vector<CommitBatchPtr> batches;
+    std::vector<broker::CommitBatchPtr> batches;
     {
         std::lock_guard lock(mu_);
         batches.swap(inbox_);
@@ -170,4 +171,4 @@ void Worker::maybe_finish_stop() {
     }
 }
 
-}  // namespace herald::broker
+}  // namespace herald::server
