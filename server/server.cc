@@ -151,7 +151,7 @@ proto::Status Server::start() {
     for (unsigned i = 0; i < config_.threads; ++i) {
         workers_.push_back(std::make_unique<Worker>(i, shared_, open_connections_));
         shared_.loop_metrics.push_back(&workers_.back()->metrics());
-        sequencer_->add_listener(workers_.back().get());
+        sequencer_->add_listener(&workers_.back()->commits());
     }
     for (unsigned i = 0; i < config_.threads; ++i) {
         if (int rc = workers_[i]->listen_on(fds[i]); rc != 0) {

@@ -2,25 +2,24 @@
 #pragma once
 
 #include "broker/loop_context.h"
+#include "broker/loop_driver.h"
 #include "broker/sequencer.h"
 #include "transports/listener.h"
 
 #include <atomic>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <uv.h>
-#include <vector>
 
 namespace herald::server {
 
 // Owned by the Server. Constructed and started on the main thread; the loop then belongs to
-// the worker thread. post_commit() and request_stop() may be called from any thread.
-class Worker final : public broker::CommitListener {
+// the worker thread. request_stop() and commits().post_commit() may be called from any thread.
+class Worker {
 public:
     Worker(unsigned index, const broker::Shared& shared,
            std::atomic<std::size_t>& open_connections);
-    ~Worker() override;
+    ~Worker();
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
 
@@ -34,37 +33,26 @@ public:
     void join();
 
     broker::LoopMetrics& metrics() { return metrics_; }
-    void post_commit(broker::CommitBatchPtr batch) override;
+    // Where committed batches for this loop are posted; lives as long as the worker.
+    broker::CommitListener& commits() { return *driver_; }
 
 private:
-    static void on_async(uv_async_t* h);
     static void on_tick(uv_timer_t* h);
-    static void on_turn_end(uv_check_t* h);
-    static void on_before_poll(uv_prepare_t* h);
-    void keep_polling_while_fanout_pending();
     static void on_force_close(uv_timer_t* h);
-    void drain_inbox();
     void begin_stop();
     void maybe_finish_stop();
 
     broker::LoopMetrics metrics_;
     uv_loop_t loop_{};
-    uv_async_t async_{};
     uv_timer_t tick_{};
     uv_timer_t force_close_{};
-    uv_check_t check_{};
-    uv_prepare_t prepare_{};
-    uv_idle_t idle_{};  // active while delivery work waits: the loop polls without blocking
     std::unique_ptr<broker::LoopContext> ctx_;
+    std::unique_ptr<broker::LoopDriver> driver_;
     std::unique_ptr<transports::Listener> listener_;
     std::thread thread_;
 
-    std::mutex mu_;
-    std::vector<broker::CommitBatchPtr> inbox_;  // guarded by mu_
-    bool stop_requested_ = false;                // guarded by mu_
-    bool async_closed_ = false;                  // guarded by mu_
-    bool stopping_ = false;                      // loop thread
-    bool handles_closed_ = false;                // loop thread
+    std::atomic<bool> stop_requested_{false};
+    bool stopping_ = false;  // loop thread
 };
 
 }  // namespace herald::server
