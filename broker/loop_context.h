@@ -106,7 +106,7 @@ public:
     bool stopping() const { return stopping_; }
     void set_stopping() { stopping_ = true; }
 
-    // Worker hooks (loop thread).
+    // LoopDriver hooks (loop thread).
     void on_commit(const CommitBatch& batch);
     // Runs the turn-end listeners and, with `with_fanout`, a slice of the delivery backlog;
     // then hands this turn's publishes to the sequencer.

@@ -4,6 +4,7 @@
 
 #include "broker/config.h"
 #include "broker/loop_context.h"
+#include "broker/loop_driver.h"
 #include "broker/metrics.h"
 #include "broker/sequencer.h"
 #include "storage/history_store.h"
@@ -88,19 +89,22 @@ private:
     std::size_t taken_ = 0;
 };
 
-// One event loop as a server worker runs it: a real uv loop, a LoopContext, a real Sequencer
-// over a real RocksDB history in a temp dir. Committed batches reach the loop either through a
-// uv_async_t like Worker::post_commit (Delivery::kAsync), or only when the test calls
-// deliver_committed() (Delivery::kManual), so a test can order commits against reads exactly.
+// One event loop as a server worker runs it: a real uv loop, a LoopContext and its LoopDriver,
+// a real Sequencer over a real RocksDB history in a temp dir. Committed batches reach the loop
+// either through the driver's uv_async_t as in the server (Delivery::kAsync), or only when the
+// test calls deliver_committed() (Delivery::kManual), so a test can order commits against reads
+// exactly. The driver's end-of-turn work is not started: a test runs run_turn_end() itself, or
+// calls driver().start().
 //
 // A test ends with close_handles() and CHECK(close_loop() == 0) (uv_loop_close); the destructor
 // only cleans up after a test that failed before that.
 class LoopEnv final : public CommitListener {
 public:
-    enum class Delivery { kAsync, kManual };
+    using Delivery = LoopDriver::Delivery;
 
-    explicit LoopEnv(Delivery delivery = Delivery::kAsync, storage::RetentionPolicy policy = {})
-        : delivery_(delivery), store_(open_store(dir_.path(), policy)),
+    explicit LoopEnv(Delivery delivery = Delivery::kAsync, storage::RetentionPolicy policy = {},
+                     LoopDriver::Hooks hooks = {})
+        : store_(open_store(dir_.path(), policy)),
           sequencer_(*store_, storage::Durability::kWrite, policy.max_age_ms, storage_metrics_) {
         config_.retention = policy;
         config_.subscriber_queue_bytes = 64 * 1024;
@@ -110,12 +114,11 @@ public:
         shared_.storage_metrics = &storage_metrics_;
         shared_.loop_metrics = {&loop_metrics_};
         REQUIRE(uv_loop_init(&loop_) == 0);
-        REQUIRE(uv_async_init(&loop_, &async_, &LoopEnv::on_async) == 0);
-        async_.data = this;
         REQUIRE(uv_timer_init(&loop_, &deadline_) == 0);
         deadline_.data = this;
         uv_unref(reinterpret_cast<uv_handle_t*>(&deadline_));
         ctx_.emplace(0, &loop_, shared_, loop_metrics_);
+        driver_.emplace(*ctx_, std::move(hooks), delivery);
         sequencer_.add_listener(this);
         sequencer_.start();
         // One turn registers libuv's internal thread-pool wakeup with the backend, so that
@@ -134,21 +137,21 @@ public:
 
     uv_loop_t* loop() { return &loop_; }
     LoopContext& ctx() { return *ctx_; }
+    LoopDriver& driver() { return *driver_; }
     Config& config() { return config_; }
     Sequencer& sequencer() { return sequencer_; }
     storage::HistoryStore& store() { return *store_; }
     LoopMetrics& loop_metrics() { return loop_metrics_; }
     StorageMetrics& storage_metrics() { return storage_metrics_; }
 
-    // Sequencer thread.
+    // Sequencer thread. Hands the batch to the driver, as the server's sequencer does, and
+    // counts it, so that the test thread can wait for commits without running the loop.
     void post_commit(CommitBatchPtr batch) override {
-        std::lock_guard lock(mu_);
-        if (async_closed_) {
-            return;
-        }
-        inbox_.push_back(std::move(batch));
-        if (delivery_ == Delivery::kAsync) {
-            uv_async_send(&async_);
+        std::size_t origins = batch->origins.size();
+        driver_->post_commit(std::move(batch));
+        {
+            std::lock_guard lock(mu_);
+            posted_origins_ += origins;
         }
         cv_.notify_all();
     }
@@ -168,28 +171,11 @@ public:
     // kManual: waits (off the loop) until everything published so far is committed.
     void wait_committed() {
         std::unique_lock lock(mu_);
-        REQUIRE(cv_.wait_for(lock, 20s, [&] {
-            std::size_t n = committed_origins_;
-            for (const auto& b : inbox_) {
-                n += b->origins.size();
-            }
-            return n >= requests_;
-        }));
+        REQUIRE(cv_.wait_for(lock, 20s, [&] { return posted_origins_ >= requests_; }));
     }
-    // kManual: fans out every committed batch on the loop, as the worker's async would, and
+    // kManual: fans out every committed batch on the loop, as the driver's async would, and
     // returns them (for a second LoopContext to see as well).
-    std::vector<CommitBatchPtr> deliver_committed() {
-        std::vector<CommitBatchPtr> batches;
-        {
-            std::lock_guard lock(mu_);
-            batches.swap(inbox_);
-        }
-        for (const auto& b : batches) {
-            committed_origins_ += b->origins.size();
-            ctx_->on_commit(*b);
-        }
-        return batches;
-    }
+    std::vector<CommitBatchPtr> deliver_committed() { return driver_->deliver_commits(); }
 
     // Runs the loop until `done()` or the timeout; returns done().
     bool run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout = 20s) {
@@ -210,7 +196,10 @@ public:
     }
     // kAsync: runs the loop until every event published through publish() was fanned out.
     bool settle() {
-        return run_until([&] { return committed_origins_ >= requests_; });
+        return run_until([&] {
+            std::lock_guard lock(mu_);
+            return posted_origins_ >= requests_ && !driver_->has_queued_commits();
+        });
     }
 
     // Blocks (without running the loop) until a thread-pool read finished and its result waits
@@ -220,17 +209,14 @@ public:
         return ::poll(&p, 1, timeout_ms) == 1;
     }
 
-    // Stops the sequencer (committing what is queued), closes the env's handles and runs the
-    // loop until libuv released them and every thread-pool request finished.
+    // Stops the sequencer (committing what is queued), closes the env's and the driver's
+    // handles and runs the loop until libuv released them and every thread-pool request
+    // finished.
     void close_handles() {
         sequencer_.stop();
-        {
-            std::lock_guard lock(mu_);
-            async_closed_ = true;
-        }
+        driver_->close();
         if (!handles_closed_) {
             handles_closed_ = true;
-            uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
             uv_close(reinterpret_cast<uv_handle_t*>(&deadline_), nullptr);
         }
         uv_run(&loop_, UV_RUN_DEFAULT);
@@ -243,13 +229,8 @@ public:
     }
 
 private:
-    static void on_async(uv_async_t* h) {
-        auto* self = static_cast<LoopEnv*>(h->data);
-        self->deliver_committed();
-    }
     static void on_deadline(uv_timer_t* h) { static_cast<LoopEnv*>(h->data)->timed_out_ = true; }
 
-    const Delivery delivery_;
     TempDir dir_;
     Config config_;
     StorageMetrics storage_metrics_;
@@ -258,21 +239,19 @@ private:
     Sequencer sequencer_;
     Shared shared_;
     uv_loop_t loop_{};
-    uv_async_t async_{};
     uv_timer_t deadline_{};
     std::optional<LoopContext> ctx_;
+    std::optional<LoopDriver> driver_;
     bool timed_out_ = false;
     bool handles_closed_ = false;
     bool loop_closed_ = false;
 
-    std::size_t sent_ = 0;               // test thread
-    std::size_t requests_ = 0;           // test thread
-    std::size_t committed_origins_ = 0;  // loop (= test) thread
+    std::size_t sent_ = 0;      // test thread
+    std::size_t requests_ = 0;  // test thread
 
     std::mutex mu_;
     std::condition_variable cv_;
-    std::vector<CommitBatchPtr> inbox_;  // guarded by mu_
-    bool async_closed_ = false;          // guarded by mu_
+    std::size_t posted_origins_ = 0;  // guarded by mu_
 };
 
 }  // namespace herald::broker::test

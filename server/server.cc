@@ -1,4 +1,4 @@
-#include "broker/server.h"
+#include "server/server.h"
 
 #include "storage/rocksdb_store.h"
 
@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-namespace herald::broker {
+namespace herald::server {
 namespace {
 
 using proto::ErrorCode;
@@ -38,7 +38,7 @@ std::string url_host(const std::string& host) {
 
 }  // namespace
 
-Server::Server(Config config) : config_(std::move(config)) {}
+Server::Server(broker::Config config) : config_(std::move(config)) {}
 
 Server::~Server() {
     stop();
@@ -120,8 +120,8 @@ proto::Status Server::start() {
         return store.error();
     }
     store_ = std::move(store).value();
-    sequencer_ = std::make_unique<Sequencer>(*store_, config_.durability,
-                                             config_.retention.max_age_ms, storage_metrics_);
+    sequencer_ = std::make_unique<broker::Sequencer>(
+        *store_, config_.durability, config_.retention.max_age_ms, storage_metrics_);
     if (!config_.tls_listen_host.empty()) {
         auto tls = transports::TlsContext::load(config_.tls_cert, config_.tls_key);
         if (!tls) {
@@ -151,7 +151,7 @@ proto::Status Server::start() {
     for (unsigned i = 0; i < config_.threads; ++i) {
         workers_.push_back(std::make_unique<Worker>(i, shared_, open_connections_));
         shared_.loop_metrics.push_back(&workers_.back()->metrics());
-        sequencer_->add_listener(workers_.back().get());
+        sequencer_->add_listener(&workers_.back()->commits());
     }
     for (unsigned i = 0; i < config_.threads; ++i) {
         if (int rc = workers_[i]->listen_on(fds[i]); rc != 0) {
@@ -222,4 +222,4 @@ void Server::stop() {
     std::fflush(stdout);
 }
 
-}  // namespace herald::broker
+}  // namespace herald::server

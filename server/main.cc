@@ -1,6 +1,6 @@
 // herald: the broker executable.
 #include "broker/config.h"
-#include "broker/server.h"
+#include "server/server.h"
 
 #include <cstdio>
 
@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
         std::fputs(config_usage().c_str(), stdout);
         return 0;
     }
-    herald::broker::Server server(std::move(config).value());
+    herald::server::Server server(std::move(config).value());
     if (auto st = server.start(); !st) {
         std::fprintf(stderr, "herald: cannot start: %s\n", st.error().detail.c_str());
         return 1;

@@ -5,8 +5,8 @@
 #include "broker/loop_context.h"
 #include "broker/metrics.h"
 #include "broker/sequencer.h"
-#include "broker/server_worker.h"
 #include "proto/result.h"
+#include "server/worker.h"
 #include "storage/history_store.h"
 #include "transports/tls.h"
 
@@ -14,12 +14,12 @@
 #include <memory>
 #include <vector>
 
-namespace herald::broker {
+namespace herald::server {
 
 // Main thread only. start() once, then run() until SIGTERM/SIGINT.
 class Server {
 public:
-    explicit Server(Config config);
+    explicit Server(broker::Config config);
     ~Server();
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
@@ -37,15 +37,15 @@ private:
     proto::Status bind_sockets(const std::string& host, std::uint16_t& port, std::vector<int>& fds);
     void stop();
 
-    Config config_;
+    broker::Config config_;
     std::unique_ptr<storage::HistoryStore> store_;
-    StorageMetrics storage_metrics_;
-    std::unique_ptr<Sequencer> sequencer_;
+    broker::StorageMetrics storage_metrics_;
+    std::unique_ptr<broker::Sequencer> sequencer_;
     std::unique_ptr<transports::TlsContext> tls_;  // with --tls-listen; outlives the workers
-    Shared shared_;
+    broker::Shared shared_;
     std::atomic<std::size_t> open_connections_{0};
     std::vector<std::unique_ptr<Worker>> workers_;
     bool started_ = false;
 };
 
-}  // namespace herald::broker
+}  // namespace herald::server
