@@ -1,4 +1,4 @@
-#include "broker/sequencer.h"
+#include "broker/local_event_log.h"
 #include "tests/unit/broker/broker_test_env.h"
 
 #include <algorithm>
@@ -31,24 +31,24 @@ std::vector<proto::EventPtr> events_of(const std::vector<CommitBatchPtr>& batche
     return out;
 }
 
-TEST_CASE("sequencer: publishes from several threads get distinct ids, ascending in commit "
+TEST_CASE("local event log: publishes from several threads get distinct ids, ascending in commit "
           "order, each publisher's in its own order") {
     TempDir dir;
     auto store = open_store(dir.path());
     StorageMetrics metrics;
-    Sequencer seq(*store, Durability::kWrite, 0, metrics);
+    LocalEventLog log(*store, Durability::kWrite, 0, metrics);
     CommitRecorder rec;
-    seq.add_listener(&rec);
-    seq.start();
+    log.add_listener(&rec);
+    REQUIRE(log.start().ok());
 
     constexpr unsigned kThreads = 6;
     constexpr std::uint64_t kPerThread = 400;
     std::vector<std::thread> threads;
     for (unsigned t = 0; t < kThreads; ++t) {
-        threads.emplace_back([&seq, t] {
+        threads.emplace_back([&log, t] {
             for (std::uint64_t i = 0; i < kPerThread; ++i) {
                 std::uint64_t cookie = (std::uint64_t{t} << 32) | i;
-                bool queued = seq.publish(
+                bool queued = log.submit(
                     request("topic" + std::to_string(t % 3), std::to_string(cookie), cookie, t));
                 CHECK(queued);  // not REQUIRE: it would throw out of the thread
             }
@@ -59,7 +59,7 @@ TEST_CASE("sequencer: publishes from several threads get distinct ids, ascending
     }
     constexpr std::size_t kTotal = kThreads * kPerThread;
     REQUIRE(rec.wait_for_requests(kTotal));
-    seq.stop();
+    log.stop();
 
     auto batches = rec.batches();
     std::map<std::uint64_t, EventId> id_of_cookie;
@@ -90,7 +90,7 @@ TEST_CASE("sequencer: publishes from several threads get distinct ids, ascending
             last = id;
         }
     }
-    CHECK(seq.last_id() == kTotal);
+    CHECK(log.last_id() == kTotal);
     CHECK(store->last_id() == kTotal);
     CHECK(metrics.published.get() == kTotal);
     CHECK(metrics.errors.get() == 0);
@@ -108,30 +108,30 @@ TEST_CASE("sequencer: publishes from several threads get distinct ids, ascending
     }
 }
 
-TEST_CASE("sequencer: every commit listener gets every batch once, in id order") {
+TEST_CASE("local event log: every commit listener gets every batch once, in id order") {
     TempDir dir;
     auto store = open_store(dir.path());
     StorageMetrics metrics;
-    Sequencer seq(*store, Durability::kWrite, 0, metrics);
+    LocalEventLog log(*store, Durability::kWrite, 0, metrics);
     CommitRecorder first;
     CommitRecorder second;
     CommitRecorder third;
-    seq.add_listener(&first);
-    seq.add_listener(&second);
-    seq.add_listener(&third);
-    seq.start();
+    log.add_listener(&first);
+    log.add_listener(&second);
+    log.add_listener(&third);
+    REQUIRE(log.start().ok());
     constexpr std::size_t kEvents = 1500;
     std::thread other([&] {
         for (std::size_t i = 0; i < kEvents / 2; ++i) {
-            CHECK(seq.publish(request("b", "x")));
+            CHECK(log.submit(request("b", "x")));
         }
     });
     for (std::size_t i = 0; i < kEvents - kEvents / 2; ++i) {
-        CHECK(seq.publish(request("a", "x")));
+        CHECK(log.submit(request("a", "x")));
     }
     other.join();
     REQUIRE(third.wait_for_requests(kEvents));
-    seq.stop();
+    log.stop();
 
     auto batches = first.batches();
     // The very same batch objects, in the same order, for every listener.
@@ -145,15 +145,16 @@ TEST_CASE("sequencer: every commit listener gets every batch once, in id order")
     }
 }
 
-TEST_CASE("sequencer: with many concurrent publishers a group commit carries several events") {
+TEST_CASE(
+    "local event log: with many concurrent publishers a group commit carries several events") {
     TempDir dir;
     auto store = open_store(dir.path());
     StorageMetrics metrics;
     // kSync: every append waits for a WAL sync, the window in which others queue up.
-    Sequencer seq(*store, Durability::kSync, 0, metrics);
+    LocalEventLog log(*store, Durability::kSync, 0, metrics);
     CommitRecorder rec;
-    seq.add_listener(&rec);
-    seq.start();
+    log.add_listener(&rec);
+    REQUIRE(log.start().ok());
 
     constexpr unsigned kThreads = 8;
     constexpr std::size_t kPerThread = 250;
@@ -166,7 +167,7 @@ TEST_CASE("sequencer: with many concurrent publishers a group commit carries sev
                 std::this_thread::yield();
             }
             for (std::size_t i = 0; i < kPerThread; ++i) {
-                CHECK(seq.publish(request("t" + std::to_string(t), "x")));
+                CHECK(log.submit(request("t" + std::to_string(t), "x")));
             }
         });
     }
@@ -175,7 +176,7 @@ TEST_CASE("sequencer: with many concurrent publishers a group commit carries sev
     }
     constexpr std::size_t kTotal = kThreads * kPerThread;
     REQUIRE(rec.wait_for_requests(kTotal));
-    seq.stop();
+    log.stop();
 
     CHECK(metrics.published.get() == kTotal);
     CHECK(metrics.batches.get() >= 1);
@@ -188,20 +189,20 @@ TEST_CASE("sequencer: with many concurrent publishers a group commit carries sev
     CHECK(observed == metrics.batches.get());
 }
 
-TEST_CASE("sequencer: stop() commits everything queued before it returns") {
+TEST_CASE("local event log: stop() commits everything queued before it returns") {
     TempDir dir;
     auto store = open_store(dir.path());
     StorageMetrics metrics;
-    Sequencer seq(*store, Durability::kWrite, 0, metrics);
+    LocalEventLog log(*store, Durability::kWrite, 0, metrics);
     CommitRecorder rec;
-    seq.add_listener(&rec);
-    seq.start();
+    log.add_listener(&rec);
+    REQUIRE(log.start().ok());
     // More than one batch may take (4096 events), so stop() has to go round several times.
     constexpr std::size_t kEvents = 10000;
     for (std::size_t i = 0; i < kEvents; ++i) {
-        REQUIRE(seq.publish(request(i % 2 ? "odd" : "even", std::to_string(i))));
+        REQUIRE(log.submit(request(i % 2 ? "odd" : "even", std::to_string(i))));
     }
-    seq.stop();
+    log.stop();
     // No waiting: everything is committed and posted by now.
     CHECK(store->last_id() == kEvents);
     auto batches = rec.batches();
@@ -212,45 +213,45 @@ TEST_CASE("sequencer: stop() commits everything queued before it returns") {
     }
     CHECK(metrics.published.get() == kEvents);
     // Once stopping, publishes are refused (the caller answers 503) and nothing more commits.
-    CHECK_FALSE(seq.publish(request("late", "x")));
-    seq.stop();
+    CHECK_FALSE(log.submit(request("late", "x")));
+    log.stop();
     CHECK(store->last_id() == kEvents);
 }
 
-TEST_CASE("sequencer: events queued before start() are committed once it starts") {
+TEST_CASE("local event log: events queued before start() are committed once it starts") {
     TempDir dir;
     auto store = open_store(dir.path());
     StorageMetrics metrics;
-    Sequencer seq(*store, Durability::kWrite, 0, metrics);
+    LocalEventLog log(*store, Durability::kWrite, 0, metrics);
     CommitRecorder rec;
-    seq.add_listener(&rec);
-    REQUIRE(seq.publish(request("a", "early", 1)));
-    REQUIRE(seq.publish(request("a", "early", 2)));
-    seq.start();
+    log.add_listener(&rec);
+    REQUIRE(log.submit(request("a", "early", 1)));
+    REQUIRE(log.submit(request("a", "early", 2)));
+    REQUIRE(log.start().ok());
     REQUIRE(rec.wait_for_requests(2));
-    seq.stop();
+    log.stop();
     auto events = events_of(rec.batches());
     REQUIRE(events.size() == 2);
     CHECK(events[0]->id == 1);
     CHECK(events[1]->id == 2);
 }
 
-TEST_CASE("sequencer: ids continue after the store is reopened") {
+TEST_CASE("local event log: ids continue after the store is reopened") {
     TempDir dir;
     for (int run = 0; run < 3; ++run) {
         CAPTURE(run);
         auto store = open_store(dir.path());
         StorageMetrics metrics;
-        Sequencer seq(*store, Durability::kSync, 0, metrics);
-        CHECK(seq.last_id() == static_cast<EventId>(run * 10));
+        LocalEventLog log(*store, Durability::kSync, 0, metrics);
+        CHECK(log.last_id() == static_cast<EventId>(run * 10));
         CommitRecorder rec;
-        seq.add_listener(&rec);
-        seq.start();
+        log.add_listener(&rec);
+        REQUIRE(log.start().ok());
         for (int i = 0; i < 10; ++i) {
-            REQUIRE(seq.publish(request("a", "x")));
+            REQUIRE(log.submit(request("a", "x")));
         }
         REQUIRE(rec.wait_for_requests(10));
-        seq.stop();
+        log.stop();
         auto events = events_of(rec.batches());
         REQUIRE(events.size() == 10);
         CHECK(events.front()->id == static_cast<EventId>(run * 10 + 1));
@@ -258,22 +259,22 @@ TEST_CASE("sequencer: ids continue after the store is reopened") {
     }
 }
 
-TEST_CASE("sequencer: a failed append fails the whole batch and its ids are never reused") {
+TEST_CASE("local event log: a failed append fails the whole batch and its ids are never reused") {
     TempDir dir;
     auto store = open_store(dir.path());
     StorageMetrics metrics;
-    Sequencer seq(*store, Durability::kWrite, 0, metrics);
+    LocalEventLog log(*store, Durability::kWrite, 0, metrics);
     CommitRecorder rec;
-    seq.add_listener(&rec);
-    seq.start();
-    REQUIRE(seq.publish(request("good", "1", 1)));
+    log.add_listener(&rec);
+    REQUIRE(log.start().ok());
+    REQUIRE(log.submit(request("good", "1", 1)));
     REQUIRE(rec.wait_for_requests(1));
     // The store refuses a topic with a NUL byte (the HTTP layer never lets one through).
-    REQUIRE(seq.publish(request(std::string("bad\0topic", 9), "2", 2)));
+    REQUIRE(log.submit(request(std::string("bad\0topic", 9), "2", 2)));
     REQUIRE(rec.wait_for_requests(2));
-    REQUIRE(seq.publish(request("good", "3", 3)));
+    REQUIRE(log.submit(request("good", "3", 3)));
     REQUIRE(rec.wait_for_requests(3));
-    seq.stop();
+    log.stop();
 
     auto batches = rec.batches();
     REQUIRE(batches.size() == 3);
@@ -292,14 +293,31 @@ TEST_CASE("sequencer: a failed append fails the whole batch and its ids are neve
     CHECK(metrics.batches.get() == 2);
 }
 
-TEST_CASE("sequencer: stop() without start() returns and refuses later publishes") {
+TEST_CASE("local event log: stop() without start() returns and refuses later publishes") {
     TempDir dir;
     auto store = open_store(dir.path());
     StorageMetrics metrics;
-    Sequencer seq(*store, Durability::kWrite, 0, metrics);
-    seq.stop();
-    CHECK_FALSE(seq.publish(request("a", "x")));
+    LocalEventLog log(*store, Durability::kWrite, 0, metrics);
+    log.stop();
+    CHECK_FALSE(log.submit(request("a", "x")));
     CHECK(store->last_id() == 0);
+}
+
+TEST_CASE("local event log: stop() without start() still commits what was queued") {
+    TempDir dir;
+    auto store = open_store(dir.path());
+    StorageMetrics metrics;
+    LocalEventLog log(*store, Durability::kWrite, 0, metrics);
+    CommitRecorder rec;
+    log.add_listener(&rec);
+    REQUIRE(log.submit(request("a", "x", 7)));
+    log.stop();
+    auto batches = rec.batches();
+    REQUIRE(batches.size() == 1);
+    REQUIRE(batches[0]->origins.size() == 1);
+    CHECK(batches[0]->origins[0].cookie == 7);
+    CHECK(batches[0]->origins[0].id == 1);
+    CHECK(store->last_id() == 1);
 }
 
 }  // namespace
