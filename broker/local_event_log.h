@@ -18,14 +18,31 @@
 
 namespace herald::broker {
 
+// How many ids past a batch's last one an id reservation covers (see LocalEventLog): one synced
+// write per this many ids keeps unlogged appends unlogged, and a crash skips at most this many
+// (plus a batch). A million is at most an fsync a second at a million events a second, and
+// 2^53 (the ids a JavaScript number holds exactly) lasts billions of crashes.
+constexpr std::uint64_t kIdReserveBlock = 1'000'000;
+
 // Owned by the server; runs one thread of its own (the writer) between start() and stop().
 // The store outlives it. Thread rules are EventLog's; listeners are called on the writer thread
-// (or, if the log never started, on the thread calling stop()). Ids continue from the
-// history's last id.
+// (or, if the log never started, on the thread calling stop()).
+//
+// Ids and crashes: ids come from a counter that starts above the history's last id and its id
+// floor (HistoryStore::id_floor), so they are never reused however the last run ended. With
+// kSync an append makes its ids durable itself. With kWrite or kNone a crash may lose
+// acknowledged appends, so before a batch's ids pass the floor, the floor is raised to the
+// batch's last id + `id_reserve_block`, one synced write on its own; batches below it stay
+// unsynced or unlogged. A crash then skips at most about a block of ids past the last one
+// acknowledged. A clean stop() makes the history durable, then lowers the floor back to the
+// last id handed out, so the next run continues without a gap.
 class LocalEventLog final : public EventLog {
 public:
+    // Ids continue from where `store` left off. `id_reserve_block` is there for tests, which
+    // pass a reservation in a few events.
     LocalEventLog(storage::HistoryStore& store, storage::Durability durability,
-                  std::int64_t max_age_ms, StorageMetrics& metrics);
+                  std::int64_t max_age_ms, StorageMetrics& metrics,
+                  std::uint64_t id_reserve_block = kIdReserveBlock);
     ~LocalEventLog() override;
     LocalEventLog(const LocalEventLog&) = delete;
     LocalEventLog& operator=(const LocalEventLog&) = delete;
@@ -33,7 +50,8 @@ public:
     void add_listener(CommitListener* l) override;
     // Never fails.
     proto::Status start() override;
-    // Commits everything queued so far, then stops the thread and flushes the store.
+    // Commits everything queued so far, then stops the thread, flushes the store and hands back
+    // the unused id reservation.
     void stop() override;
 
     // Queues the requests with one lock and at most one wake-up of the writer.
@@ -45,13 +63,23 @@ public:
 private:
     void run();
     void commit(std::vector<PublishRequest>& reqs);
+    // Makes sure a crash cannot make ids up to `through` reusable: raises the store's id floor
+    // when `through` passes it (kWrite and kNone only; kSync appends record their ids
+    // themselves).
+    proto::Status reserve_ids(proto::EventId through);
+    // On a clean stop, lowers the floor back to the last id handed out. Only once everything
+    // appended is durable: unlike raising it, lowering it is only safe if no write it covers
+    // can still be lost. Best effort: if it fails, the next run just starts above the floor.
+    void release_reservation();
 
     storage::HistoryStore& store_;
     const storage::Durability durability_;
     const std::int64_t max_age_ms_;
+    const std::uint64_t id_reserve_block_;
     StorageMetrics& metrics_;
     std::vector<CommitListener*> listeners_;
     proto::EventId next_id_ = 1;               // writer thread only
+    proto::EventId reserved_ = 0;              // the id floor as last set; writer thread only
     std::atomic<proto::EventId> assigned_{0};  // next_id_ - 1, published for other threads
 
     std::mutex mu_;
