@@ -7,12 +7,12 @@ namespace herald::broker {
 LoopContext::LoopContext(unsigned index, uv_loop_t* loop, const Shared& shared,
                          LoopMetrics& metrics)
     : index_(index), loop_(loop), shared_(shared), metrics_(metrics) {
-    last_dispatched_ = shared_.sequencer->last_id();
+    last_dispatched_ = shared_.event_log->last_id();
 }
 
 std::uint64_t LoopContext::publish(std::string topic, std::string type, std::string data,
                                    PublishWaiter* w) {
-    if (!shared_.sequencer->accepting()) {
+    if (!shared_.event_log->accepting()) {
         return 0;
     }
     std::uint64_t cookie = next_cookie_++;
@@ -23,10 +23,10 @@ std::uint64_t LoopContext::publish(std::string topic, std::string type, std::str
 }
 
 void LoopContext::hand_off_publishes() {
-    if (outbox_.empty() || shared_.sequencer->publish(outbox_)) {
+    if (outbox_.empty() || shared_.event_log->submit(outbox_)) {
         return;
     }
-    // The sequencer began stopping after these were accepted: nothing of them was stored.
+    // The event log began stopping after these were accepted: nothing of them was stored.
     std::vector<PublishRequest> refused;
     refused.swap(outbox_);
     for (const auto& r : refused) {

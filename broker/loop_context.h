@@ -3,9 +3,9 @@
 #pragma once
 
 #include "broker/config.h"
+#include "broker/event_log.h"
 #include "broker/hub.h"
 #include "broker/metrics.h"
-#include "broker/sequencer.h"
 #include "broker/watermarks.h"
 #include "storage/history_store.h"
 
@@ -44,7 +44,7 @@ private:
 // Everything global a loop's code may need to see, read-only.
 struct Shared {
     const Config* config = nullptr;
-    Sequencer* sequencer = nullptr;
+    EventLog* event_log = nullptr;  // where publishes go; outlives every loop
     storage::HistoryStore* store = nullptr;
     const StorageMetrics* storage_metrics = nullptr;
     std::vector<const LoopMetrics*> loop_metrics;  // every loop's, for /metrics
@@ -69,9 +69,9 @@ public:
 
     // Queues a publish; `w` hears back on this loop. Returns 0 when the broker is stopping
     // (nothing queued, `w` is never called), else a cookie for cancel_publish. The publishes
-    // of one loop turn reach the sequencer together at the end of the turn (one lock, one
-    // wake-up: a batch, where handing each over at once would let the sequencer thread take
-    // them one by one, a context switch each when it shares the loop's core).
+    // of one loop turn reach the event log together at the end of the turn (one submit: a
+    // batch, where handing each over at once would let the event log's thread take them one
+    // by one, a context switch each when it shares the loop's core).
     std::uint64_t publish(std::string topic, std::string type, std::string data, PublishWaiter* w);
     // `w` is going away: never call it.
     void cancel_publish(std::uint64_t cookie);
@@ -79,7 +79,7 @@ public:
     // The highest id fanned out on this loop: "now" for a subscriber without a cursor.
     proto::EventId last_dispatched() const { return last_dispatched_; }
     // The highest id committed anywhere (may be ahead of last_dispatched()). Any thread.
-    proto::EventId last_committed() const { return shared_.sequencer->last_id(); }
+    proto::EventId last_committed() const { return shared_.event_log->last_id(); }
 
     // Runs `l->on_turn_end()` once at the end of this loop turn. `l` must call
     // forget_turn_end() if it dies before that.
@@ -109,7 +109,7 @@ public:
     // LoopDriver hooks (loop thread).
     void on_commit(const CommitBatch& batch);
     // Runs the turn-end listeners and, with `with_fanout`, a slice of the delivery backlog;
-    // then hands this turn's publishes to the sequencer.
+    // then hands this turn's publishes to the event log.
     void run_turn_end(bool with_fanout = true);
 
 private:
@@ -127,7 +127,7 @@ private:
     proto::EventId last_dispatched_ = 0;
     std::uint64_t next_cookie_ = 1;
     std::unordered_map<std::uint64_t, PublishWaiter*> waiters_;
-    std::vector<PublishRequest> outbox_;  // accepted this turn, not yet handed to the sequencer
+    std::vector<PublishRequest> outbox_;  // accepted this turn, not yet handed to the event log
     std::vector<TurnEndListener*> turn_end_;
     std::vector<TurnEndListener*> turn_end_running_;
     bool dispatching_ = false;             // inside on_commit's fan-out

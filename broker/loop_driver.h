@@ -1,9 +1,9 @@
 // LoopDriver: what makes a LoopContext run on its libuv loop — the inbox through which committed
-// batches arrive from the sequencer thread, and the end-of-turn work around each poll.
+// batches arrive from the event log's thread, and the end-of-turn work around each poll.
 #pragma once
 
+#include "broker/event_log.h"
 #include "broker/loop_context.h"
-#include "broker/sequencer.h"
 
 #include <functional>
 #include <mutex>

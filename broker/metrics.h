@@ -72,7 +72,7 @@ struct LoopMetrics {
     std::array<Counter, kCloseReasons> connections_closed;  // by CloseReason
 };
 
-// The sequencer's metrics. Written by the storage thread only.
+// The event log's metrics (see LocalEventLog). Written by its writer thread only.
 struct StorageMetrics {
     static constexpr std::array<double, 12> kBuckets = {
         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0};

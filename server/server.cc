@@ -120,7 +120,7 @@ proto::Status Server::start() {
         return store.error();
     }
     store_ = std::move(store).value();
-    sequencer_ = std::make_unique<broker::Sequencer>(
+    event_log_ = std::make_unique<broker::LocalEventLog>(
         *store_, config_.durability, config_.retention.max_age_ms, storage_metrics_);
     if (!config_.tls_listen_host.empty()) {
         auto tls = transports::TlsContext::load(config_.tls_cert, config_.tls_key);
@@ -145,13 +145,13 @@ proto::Status Server::start() {
         return bound;
     }
     shared_.config = &config_;
-    shared_.sequencer = sequencer_.get();
+    shared_.event_log = event_log_.get();
     shared_.store = store_.get();
     shared_.storage_metrics = &storage_metrics_;
     for (unsigned i = 0; i < config_.threads; ++i) {
         workers_.push_back(std::make_unique<Worker>(i, shared_, open_connections_));
         shared_.loop_metrics.push_back(&workers_.back()->metrics());
-        sequencer_->add_listener(&workers_.back()->commits());
+        event_log_->add_listener(&workers_.back()->commits());
     }
     for (unsigned i = 0; i < config_.threads; ++i) {
         if (int rc = workers_[i]->listen_on(fds[i]); rc != 0) {
@@ -163,7 +163,9 @@ proto::Status Server::start() {
             }
         }
     }
-    sequencer_->start();
+    if (auto st = event_log_->start(); !st) {
+        return st;
+    }
     for (auto& w : workers_) {
         w->start();
     }
@@ -171,7 +173,7 @@ proto::Status Server::start() {
     std::string host = url_host(config_.listen_host);
     std::printf("herald listening on http://%s:%u (%u threads, data in %s, last id %llu)\n",
                 host.c_str(), config_.listen_port, config_.threads, config_.data_dir.c_str(),
-                static_cast<unsigned long long>(store_->last_id()));
+                static_cast<unsigned long long>(event_log_->last_id()));
     if (tls_) {
         std::printf("herald listening on https://%s:%u (HTTP/2 and HTTP/1.1 by ALPN)\n",
                     url_host(config_.tls_listen_host).c_str(), config_.tls_listen_port);
@@ -206,17 +208,17 @@ void Server::stop() {
         return;
     }
     started_ = false;
-    // Loops first (they still need the sequencer to answer publishes in flight), then the
-    // sequencer, which commits what is queued and flushes the history.
+    // Loops first (they still need the event log to answer publishes in flight), then the
+    // event log, which commits what is queued and flushes the history.
     for (auto& w : workers_) {
         w->request_stop();
     }
     for (auto& w : workers_) {
         w->join();
     }
-    sequencer_->stop();
+    event_log_->stop();
     workers_.clear();
-    sequencer_.reset();
+    event_log_.reset();
     store_.reset();
     std::printf("herald: stopped\n");
     std::fflush(stdout);

@@ -1,10 +1,10 @@
-// Server: the process — history store, sequencer, one Worker per thread, signals, shutdown.
+// Server: the process — history store, event log, one Worker per thread, signals, shutdown.
 #pragma once
 
 #include "broker/config.h"
+#include "broker/local_event_log.h"
 #include "broker/loop_context.h"
 #include "broker/metrics.h"
-#include "broker/sequencer.h"
 #include "proto/result.h"
 #include "server/worker.h"
 #include "storage/history_store.h"
@@ -40,7 +40,7 @@ private:
     broker::Config config_;
     std::unique_ptr<storage::HistoryStore> store_;
     broker::StorageMetrics storage_metrics_;
-    std::unique_ptr<broker::Sequencer> sequencer_;
+    std::unique_ptr<broker::LocalEventLog> event_log_;
     std::unique_ptr<transports::TlsContext> tls_;  // with --tls-listen; outlives the workers
     broker::Shared shared_;
     std::atomic<std::size_t> open_connections_{0};

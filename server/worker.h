@@ -1,9 +1,9 @@
 // Worker: one thread running one libuv loop — its listener, connections, hub and timers.
 #pragma once
 
+#include "broker/event_log.h"
 #include "broker/loop_context.h"
 #include "broker/loop_driver.h"
-#include "broker/sequencer.h"
 #include "transports/listener.h"
 
 #include <atomic>

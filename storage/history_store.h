@@ -20,9 +20,9 @@ struct RetentionPolicy {
     std::int64_t max_age_ms = 0;              // 0: no age limit
 };
 
-// How far an append must get before it counts as done. Whatever the durability, an id is never
-// reused, also after a crash: a crash may lose acknowledged events (kWrite, kNone) but never the
-// fact that their ids were handed out (see HistoryStore::last_id).
+// How far an append must get before it counts as done. A crash may lose acknowledged events
+// (kWrite, kNone), and last_id() with them: a writer that must never reuse their ids records
+// them first with set_id_floor.
 enum class Durability {
     kSync,   // write-ahead log fsynced: survives power loss (the default)
     kWrite,  // WAL written to the OS, not fsynced: survives a crash of the process, not of the OS
@@ -42,20 +42,28 @@ class HistoryStore {
 public:
     virtual ~HistoryStore() = default;
 
-    // The highest id that may have been handed out (0 for a new store): at least the id of
-    // every event appended so far, so the next id must be above it. Ids up to it are never
-    // reused, even once retention deleted their events or a crash lost them. Each append
-    // raises it to the append's last id. After a crash that may have lost appends (kWrite,
-    // kNone) the store reopens with it at or above every id it may have acknowledged, so
-    // possibly above its newest surviving event: ids then skip ahead rather than repeat.
-    // After a clean close (and with kSync) they continue without a gap. Thread-safe.
+    // The last id of the newest append (0 for a new store), also once retention deleted its
+    // event: the next append's ids must be above it. It is written with each append and so is
+    // exactly as durable as the appends: after a crash that lost kWrite or kNone appends it is
+    // that of the newest append that survived, and ids above it may already have been handed
+    // out (and acknowledged) before the crash. Which ids are still free is the writer's
+    // business; it keeps its note of them with set_id_floor. Thread-safe.
     virtual proto::EventId last_id() const = 0;
+
+    // A mark the writer keeps in the store: ids up to it may have been handed out even where
+    // last_id() is lower (0 if never set). The store keeps it and hands it back, after a clean
+    // close and after a crash alike, but does not act on it: append checks only last_id().
+    // Thread-safe.
+    virtual proto::EventId id_floor() const = 0;
+    // Durably records `floor` as id_floor(), with one synced write of its own. It claims
+    // nothing about events, so it may be written while unsynced appends are pending and
+    // survive a crash that loses them. Raising it is always safe; lowering it is for after
+    // flush(), when no append it covered can still be lost. Writer thread only.
+    virtual proto::Status set_id_floor(proto::EventId floor) = 0;
 
     // Appends a batch atomically (all or nothing) with one WAL write, then applies retention
     // to the topics it touched. Ids must be strictly increasing and greater than last_id().
-    // With kWrite or kNone the store may first make a note of the ids, synced, so that a crash
-    // cannot make them reusable (rarely: for RocksDB one fsync per million ids).
-    // Single writer: only one thread may call append / trim_expired.
+    // Single writer: only one thread may call append / trim_expired / set_id_floor / flush.
     virtual proto::Status append(std::span<const proto::Event> batch, Durability durability) = 0;
 
     // Deletes events older than the age limit (no-op without one). Writer thread only.

@@ -33,10 +33,10 @@ using proto::EventId;
 // Key layout (one column family; integers big-endian so that byte order is numeric order):
 //   'e' topic '\0' be64(id)  -> event value (see encode_value)
 //   't' topic                -> TopicMeta (see encode_meta)
-//   "g:last_id"              -> be64, the highest id that may have been handed out: the last
-//                               id appended, or after a crash the reservation (below)
-//   "g:id_reserved"          -> be64, ids reserved by appends a crash may lose; only ever
-//                               written with a synced WAL, see RocksDbStore::reserve_ids
+//   "g:last_id"              -> be64, the last id of the newest append (or more: earlier
+//                               versions raised it to g:id_reserved on opening after a crash)
+//   "g:id_reserved"          -> be64, id_floor(); only ever written with a synced WAL, see
+//                               RocksDbStore::set_id_floor
 //   "g:format"               -> be64, the layout version of the whole store
 // Topics never contain '\0' (validated upstream, and checked again here), so the events of one
 // topic are exactly the keys in ['e' topic '\0', 'e' topic '\1').
@@ -52,12 +52,6 @@ constexpr std::uint8_t kValueFormat = 1;
 constexpr std::size_t kValueHeaderBytes = 1 + 8 + 1;  // format, time_ms, type length
 constexpr std::size_t kMetaBytes = 3 * 8;
 constexpr std::size_t kMaxStoredTypeBytes = 255;  // the type length is one byte
-
-// How many ids past an append's last one a reservation covers: one synced write per this many
-// ids keeps unlogged appends unlogged, and a crash skips at most this many (plus a batch). A
-// million is at most an fsync a second at a million events a second, and 2^53 (the ids a
-// JavaScript number holds exactly) lasts billions of crashes.
-constexpr std::uint64_t kIdReserveBlock = 1'000'000;
 
 // Deleting more consecutive events of one topic than this in one write uses a single range
 // tombstone rather than one point tombstone per key: a policy lowered across a restart or a
@@ -238,9 +232,9 @@ private:
 };
 
 // The HistoryStore over one RocksDB instance. Created by open_rocksdb_store and owned by its
-// caller. append / trim_expired / flush run on one writer thread; read / last_id on any thread.
-// Destroying it makes everything appended durable, hands back the unused id reservation and
-// closes the database; no call may be in progress then.
+// caller. append / trim_expired / set_id_floor / flush run on one writer thread; read /
+// last_id / id_floor on any thread. Destroying it makes everything appended durable and closes
+// the database; no call may be in progress then.
 class RocksDbStore final : public HistoryStore {
 public:
     // What the writer remembers about a topic: its stored meta, plus the time of its oldest
@@ -252,14 +246,17 @@ public:
     using TopicCache = std::unordered_map<std::string, CachedTopic>;
 
     RocksDbStore(std::unique_ptr<rocksdb::DB> db, RetentionPolicy policy, EventId last_id,
-                 EventId id_reserved, TopicCache topics)
-        : id_reserved_(id_reserved), db_(std::move(db)), policy_(policy), last_id_(last_id),
+                 EventId id_floor, TopicCache topics)
+        : db_(std::move(db)), policy_(policy), last_id_(last_id), id_floor_(id_floor),
           topics_(std::move(topics)) {}
-    ~RocksDbStore() override { release_reservation(); }
+    // Best effort: a failure leaves the writes to RocksDB's own recovery, as a crash would.
+    ~RocksDbStore() override { (void)flush(); }
     RocksDbStore(const RocksDbStore&) = delete;
     RocksDbStore& operator=(const RocksDbStore&) = delete;
 
     EventId last_id() const override { return last_id_.load(std::memory_order_acquire); }
+    EventId id_floor() const override { return id_floor_.load(std::memory_order_acquire); }
+    proto::Status set_id_floor(EventId floor) override;
     proto::Status append(std::span<const proto::Event> batch, Durability durability) override;
     proto::Status trim_expired(std::int64_t now_ms) override;
     using HistoryStore::read;
@@ -292,28 +289,11 @@ private:
     // RocksDB may flush on its own.
     bool unflushed_unlogged_ = false;  // writer thread only
 
-    // Ids of an append that a crash may lose (kNone: no WAL; kWrite: a WAL tail the OS may
-    // lose on power loss) must still never be handed out again, so before such an append
-    // passes id_reserved_, a new mark `through` + kIdReserveBlock is written alone, with a
-    // synced WAL, and open starts above max(g:last_id, g:id_reserved).
-    //
-    // This logged write may follow unlogged ones still in the memtable without
-    // persist_unlogged: replayed over a state that lost them, it claims nothing about events
-    // or metas, only that ids up to it may have been handed out, which stays true. (It must
-    // not clear unflushed_unlogged_ either: a WAL sync does not save the memtable.) Flushing
-    // instead would put a memtable flush on the fast path once per block.
-    proto::Status reserve_ids(EventId through);
-    // On a clean close, lowers the reservation back to last_id_ so ids continue without a gap.
-    // Only once everything appended is durable: unlike raising it, lowering it is only safe
-    // if no write it covers can still be lost. Best effort: if it fails, the next open just
-    // starts above the reservation.
-    void release_reservation();
-    EventId id_reserved_;  // the synced g:id_reserved; writer thread only
-
     std::unique_ptr<rocksdb::DB> db_;
     const RetentionPolicy policy_;
     std::atomic<EventId> last_id_;
-    TopicCache topics_;  // writer thread only
+    std::atomic<EventId> id_floor_;  // the synced g:id_reserved
+    TopicCache topics_;              // writer thread only
 };
 
 proto::Result<RocksDbStore::TrimOutcome>
@@ -493,12 +473,6 @@ proto::Status RocksDbStore::append(std::span<const proto::Event> batch, Durabili
     rocksdb::WriteOptions wo;
     wo.sync = durability == Durability::kSync;
     wo.disableWAL = durability == Durability::kNone;
-    // kSync makes g:last_id durable in the batch itself, before the ids are acknowledged.
-    if (!wo.sync && prev > id_reserved_) {
-        if (auto st = reserve_ids(prev); !st) {
-            return st.error();
-        }
-    }
     if (!wo.disableWAL) {
         if (auto st = persist_unlogged(); !st) {
             return st.error();
@@ -689,38 +663,25 @@ proto::Status RocksDbStore::persist_unlogged() {
     return proto::ok_status();
 }
 
-proto::Status RocksDbStore::reserve_ids(EventId through) {
-    const EventId mark = through > std::numeric_limits<EventId>::max() - kIdReserveBlock
-                             ? std::numeric_limits<EventId>::max()
-                             : through + kIdReserveBlock;
+proto::Status RocksDbStore::set_id_floor(EventId floor) {
+    // A logged write that may follow unlogged ones still in the memtable, without
+    // persist_unlogged: replayed over a state that lost them, it claims nothing about events
+    // or metas, only that ids up to it may have been handed out, which stays true. (It must
+    // not clear unflushed_unlogged_ either: a WAL sync does not save the memtable.) Flushing
+    // instead would put a memtable flush on a writer's fast path each time it raises the floor.
     rocksdb::WriteOptions wo;
     wo.sync = true;
-    rocksdb::Status s = db_->Put(wo, key_slice(kIdReservedKey), be64(mark));
+    rocksdb::Status s = db_->Put(wo, key_slice(kIdReservedKey), be64(floor));
     if (!s.ok()) {
         return storage_error(s);
     }
-    id_reserved_ = mark;
+    id_floor_.store(floor, std::memory_order_release);
     return proto::ok_status();
 }
 
-void RocksDbStore::release_reservation() {
-    const EventId last = last_id();
-    if (id_reserved_ <= last) {
-        return;
-    }
-    // g:last_id of every append is durable once unlogged writes are in an SST and the WAL,
-    // with any kWrite tail, is fsynced.
-    if (!flush()) {
-        return;
-    }
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    if (db_->Put(wo, key_slice(kIdReservedKey), be64(last)).ok()) {
-        id_reserved_ = last;
-    }
-}
-
 proto::Status RocksDbStore::flush() {
+    // Every append, with its g:last_id, is durable once the unlogged writes are in an SST and
+    // the WAL, with any kWrite tail, is fsynced.
     if (auto st = persist_unlogged(); !st) {
         return st.error();
     }
@@ -810,21 +771,9 @@ proto::Result<std::unique_ptr<HistoryStore>> open_rocksdb_store(const std::strin
     if (!last_id) {
         return last_id.error();
     }
-    auto id_reserved = get_u64(*db, ro, kIdReservedKey);
-    if (!id_reserved) {
-        return id_reserved.error();
-    }
-    if (*id_reserved > *last_id) {
-        // A crash (or a failed close) left reserved ids that appends may have handed out and
-        // lost: skip them. Raising g:last_id too keeps ReadResult::last_id equal to last_id().
-        // Logged without persist_unlogged: nothing unlogged survives into a new open.
-        rocksdb::WriteOptions wo;
-        wo.sync = true;
-        s = db->Put(wo, key_slice(kLastIdKey), be64(*id_reserved));
-        if (!s.ok()) {
-            return storage_error(s);
-        }
-        *last_id = *id_reserved;
+    auto id_floor = get_u64(*db, ro, kIdReservedKey);
+    if (!id_floor) {
+        return id_floor.error();
     }
 
     RocksDbStore::TopicCache topics;
@@ -848,7 +797,7 @@ proto::Result<std::unique_ptr<HistoryStore>> open_rocksdb_store(const std::strin
     }
 
     return std::unique_ptr<HistoryStore>(std::make_unique<RocksDbStore>(
-        std::move(db), policy, *last_id, *id_reserved, std::move(topics)));
+        std::move(db), policy, *last_id, *id_floor, std::move(topics)));
 }
 
 }  // namespace herald::storage

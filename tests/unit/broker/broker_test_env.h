@@ -1,12 +1,12 @@
 // Shared fixtures of the broker unit tests: a temp directory, a real RocksDB history, a commit
-// recorder, and a real libuv loop with a LoopContext fed by a real Sequencer.
+// recorder, and a real libuv loop with a LoopContext fed by a real LocalEventLog.
 #pragma once
 
 #include "broker/config.h"
+#include "broker/local_event_log.h"
 #include "broker/loop_context.h"
 #include "broker/loop_driver.h"
 #include "broker/metrics.h"
-#include "broker/sequencer.h"
 #include "storage/history_store.h"
 #include "storage/rocksdb_store.h"
 #include "tests/unit/temp_dir.h"
@@ -50,7 +50,7 @@ inline PublishRequest request(std::string topic, std::string data, std::uint64_t
     return PublishRequest{std::move(topic), "", std::move(data), origin_loop, cookie};
 }
 
-// Records every committed batch (on the sequencer thread) and lets the test thread wait for
+// Records every committed batch (on the event log's thread) and lets the test thread wait for
 // them. A CommitListener is the seam the server's workers plug into.
 class CommitRecorder final : public CommitListener {
 public:
@@ -90,7 +90,7 @@ private:
 };
 
 // One event loop as a server worker runs it: a real uv loop, a LoopContext and its LoopDriver,
-// a real Sequencer over a real RocksDB history in a temp dir. Committed batches reach the loop
+// a real LocalEventLog over a real RocksDB history in a temp dir. Committed batches reach the loop
 // either through the driver's uv_async_t as in the server (Delivery::kAsync), or only when the
 // test calls deliver_committed() (Delivery::kManual), so a test can order commits against reads
 // exactly. The driver's end-of-turn work is not started: a test runs run_turn_end() itself, or
@@ -105,11 +105,11 @@ public:
     explicit LoopEnv(Delivery delivery = Delivery::kAsync, storage::RetentionPolicy policy = {},
                      LoopDriver::Hooks hooks = {})
         : store_(open_store(dir_.path(), policy)),
-          sequencer_(*store_, storage::Durability::kWrite, policy.max_age_ms, storage_metrics_) {
+          event_log_(*store_, storage::Durability::kWrite, policy.max_age_ms, storage_metrics_) {
         config_.retention = policy;
         config_.subscriber_queue_bytes = 64 * 1024;
         shared_.config = &config_;
-        shared_.sequencer = &sequencer_;
+        shared_.event_log = &event_log_;
         shared_.store = store_.get();
         shared_.storage_metrics = &storage_metrics_;
         shared_.loop_metrics = {&loop_metrics_};
@@ -119,8 +119,8 @@ public:
         uv_unref(reinterpret_cast<uv_handle_t*>(&deadline_));
         ctx_.emplace(0, &loop_, shared_, loop_metrics_);
         driver_.emplace(*ctx_, std::move(hooks), delivery);
-        sequencer_.add_listener(this);
-        sequencer_.start();
+        event_log_.add_listener(this);
+        REQUIRE(event_log_.start().ok());
         // One turn registers libuv's internal thread-pool wakeup with the backend, so that
         // wait_for_pool_result() can see it.
         uv_run(&loop_, UV_RUN_NOWAIT);
@@ -139,12 +139,12 @@ public:
     LoopContext& ctx() { return *ctx_; }
     LoopDriver& driver() { return *driver_; }
     Config& config() { return config_; }
-    Sequencer& sequencer() { return sequencer_; }
+    LocalEventLog& event_log() { return event_log_; }
     storage::HistoryStore& store() { return *store_; }
     LoopMetrics& loop_metrics() { return loop_metrics_; }
     StorageMetrics& storage_metrics() { return storage_metrics_; }
 
-    // Sequencer thread. Hands the batch to the driver, as the server's sequencer does, and
+    // The event log's thread. Hands the batch to the driver, as the server's log does, and
     // counts it, so that the test thread can wait for commits without running the loop.
     void post_commit(CommitBatchPtr batch) override {
         std::size_t origins = batch->origins.size();
@@ -156,10 +156,10 @@ public:
         cv_.notify_all();
     }
 
-    // Queues `n` events in `topic` straight to the sequencer (as another loop would).
+    // Queues `n` events in `topic` straight to the event log (as another loop would).
     void publish(const std::string& topic, std::size_t n = 1) {
         for (std::size_t i = 0; i < n; ++i) {
-            REQUIRE(sequencer_.publish(request(topic, topic + "#" + std::to_string(++sent_))));
+            REQUIRE(event_log_.submit(request(topic, topic + "#" + std::to_string(++sent_))));
             ++requests_;
         }
     }
@@ -209,11 +209,11 @@ public:
         return ::poll(&p, 1, timeout_ms) == 1;
     }
 
-    // Stops the sequencer (committing what is queued), closes the env's and the driver's
+    // Stops the event log (committing what is queued), closes the env's and the driver's
     // handles and runs the loop until libuv released them and every thread-pool request
     // finished.
     void close_handles() {
-        sequencer_.stop();
+        event_log_.stop();
         driver_->close();
         if (!handles_closed_) {
             handles_closed_ = true;
@@ -236,7 +236,7 @@ private:
     StorageMetrics storage_metrics_;
     LoopMetrics loop_metrics_;
     std::unique_ptr<storage::HistoryStore> store_;
-    Sequencer sequencer_;
+    LocalEventLog event_log_;
     Shared shared_;
     uv_loop_t loop_{};
     uv_timer_t deadline_{};

@@ -85,7 +85,7 @@ TEST_CASE("feed: a cursor replays history, then goes live with no gap and no dup
     std::atomic<EventId> last_published{kHistory};
     std::thread publisher([&] {
         for (EventId id = kHistory + 1; id <= kHistory + 20000 && !stop.load(); ++id) {
-            if (!env.sequencer().publish(
+            if (!env.event_log().submit(
                     test::request(abc_topic(id), "live " + std::to_string(id)))) {
                 break;
             }

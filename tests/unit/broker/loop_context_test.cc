@@ -65,7 +65,7 @@ TEST_CASE("loop context: a publisher hears its id once, after the loop's subscri
     CHECK(c1 != 0);
     CHECK(c2 != 0);
     CHECK(c1 != c2);
-    ctx.run_turn_end();  // this turn's publishes go to the sequencer
+    ctx.run_turn_end();  // this turn's publishes go to the event log
     env.note_published(2);
     env.wait_committed();
     CHECK(first.results.empty());  // nothing is answered before the loop sees the commit
@@ -151,7 +151,7 @@ TEST_CASE("loop context: only the publishing loop answers its waiters") {
     LoopMetrics other_metrics;
     Shared shared;
     shared.config = &env.config();
-    shared.sequencer = &env.sequencer();
+    shared.event_log = &env.event_log();
     shared.store = &env.store();
     shared.storage_metrics = &env.storage_metrics();
     LoopContext other(1, env.loop(), shared, other_metrics);
@@ -189,14 +189,14 @@ TEST_CASE("loop context: only the publishing loop answers its waiters") {
     CHECK(env.close_loop() == 0);
 }
 
-TEST_CASE("loop context: the publishes of one turn reach the sequencer together at its end") {
+TEST_CASE("loop context: the publishes of one turn reach the event log together at its end") {
     LoopEnv env(LoopEnv::Delivery::kManual);
     LoopContext& ctx = env.ctx();
     std::vector<Waiter> waiters(50);
     for (auto& w : waiters) {
         CHECK(ctx.publish("a", "", "x", &w) != 0);
     }
-    // Not before the turn ends: the sequencer has nothing yet.
+    // Not before the turn ends: the event log has nothing yet.
     std::this_thread::sleep_for(50ms);
     CHECK(env.storage_metrics().batches.get() == 0);
     CHECK(env.store().last_id() == 0);
@@ -214,12 +214,12 @@ TEST_CASE("loop context: the publishes of one turn reach the sequencer together 
 }
 
 TEST_CASE(
-    "loop context: publishes accepted before the sequencer stopped are answered 'unavailable' "
+    "loop context: publishes accepted before the event log stopped are answered 'unavailable' "
     "at the turn end") {
     LoopEnv env(LoopEnv::Delivery::kManual);
     Waiter w;
     CHECK(env.ctx().publish("a", "", "x", &w) != 0);
-    env.sequencer().stop();
+    env.event_log().stop();
     env.ctx().run_turn_end();
     REQUIRE(w.results.size() == 1);
     REQUIRE_FALSE(w.results[0].ok());
@@ -231,9 +231,9 @@ TEST_CASE(
     CHECK(env.close_loop() == 0);
 }
 
-TEST_CASE("loop context: publishing once the sequencer stopped returns 0 and never calls back") {
+TEST_CASE("loop context: publishing once the event log stopped returns 0 and never calls back") {
     LoopEnv env(LoopEnv::Delivery::kManual);
-    env.sequencer().stop();
+    env.event_log().stop();
     Waiter w;
     CHECK(env.ctx().publish("a", "", "x", &w) == 0);
     env.deliver_committed();

@@ -51,7 +51,7 @@ private:
     TurnEndListener& l_;
 };
 
-// A committed batch of events in `topic` with ids first..last, as the sequencer posts it.
+// A committed batch of events in `topic` with ids first..last, as the event log posts it.
 CommitBatchPtr batch(EventId first, EventId last, const std::string& topic = "a") {
     auto b = std::make_shared<CommitBatch>();
     for (EventId id = first; id <= last; ++id) {
@@ -64,7 +64,7 @@ CommitBatchPtr batch(EventId first, EventId last, const std::string& topic = "a"
     return b;
 }
 
-// Posts `b` to `driver` from a thread of its own, as the sequencer thread does.
+// Posts `b` to `driver` from a thread of its own, as the event log's thread does.
 void post_from_another_thread(LoopDriver& driver, const std::vector<CommitBatchPtr>& b) {
     std::thread poster([&] {
         for (const auto& one : b) {

@@ -1,4 +1,5 @@
 #include "storage/rocksdb_store.h"
+#include "tests/unit/crash_child.h"
 #include "tests/unit/temp_dir.h"
 
 #include <atomic>
@@ -12,12 +13,10 @@
 #include <map>
 #include <mutex>
 #include <rocksdb/db.h>
-#include <spawn.h>
 #include <sstream>
 #include <stdlib.h>
 #include <string>
 #include <string_view>
-#include <sys/wait.h>
 #include <system_error>
 #include <thread>
 #include <unistd.h>
@@ -741,11 +740,58 @@ TEST_CASE("rocksdb store: opening refuses unusable directories and policies") {
     }
 }
 
+// The id floor: a mark the store keeps for its writer and does not act on.
+
+TEST_CASE("rocksdb store: the id floor is 0 in a new store and reads back after a clean close") {
+    TempDir dir;
+    {
+        auto store = open_store(dir.path());
+        CHECK(store->id_floor() == 0);
+        REQUIRE(store->set_id_floor(1'000'003).ok());
+        CHECK(store->id_floor() == 1'000'003);
+        // Not acted on: appends go on right after last_id().
+        append_ok(*store, {make_event(1, "a"), make_event(2, "a")}, Durability::kNone);
+        CHECK(store->last_id() == 2);
+    }
+    {
+        auto store = open_store(dir.path());
+        CHECK(store->id_floor() == 1'000'003);
+        CHECK(store->last_id() == 2);
+        // Lowered as well as raised.
+        REQUIRE(store->set_id_floor(2).ok());
+    }
+    auto store = open_store(dir.path());
+    CHECK(store->id_floor() == 2);
+    CHECK(ids_of(read_ok(*store, {"a"}, 0)) == std::vector<EventId>{1, 2});
+}
+
+TEST_CASE("rocksdb store: a history whose open once raised g:last_id to g:id_reserved opens with "
+          "both") {
+    TempDir dir;
+    {
+        auto store = open_store(dir.path());
+        append_ok(*store, {make_event(1, "a")}, Durability::kSync);
+    }
+    {
+        // What opening after a crash used to leave: g:last_id at the reservation, above the
+        // newest event.
+        rocksdb::DB* raw = nullptr;
+        REQUIRE(rocksdb::DB::Open(rocksdb::Options(), dir.path(), &raw).ok());
+        std::unique_ptr<rocksdb::DB> db(raw);
+        const std::string mark("\0\0\0\0\0\x0f\x42\x41", 8);  // be64(1,000,001)
+        REQUIRE(db->Put(rocksdb::WriteOptions(), "g:last_id", mark).ok());
+        REQUIRE(db->Put(rocksdb::WriteOptions(), "g:id_reserved", mark).ok());
+    }
+    auto store = open_store(dir.path());
+    CHECK(store->last_id() == 1'000'001);
+    CHECK(store->id_floor() == 1'000'001);
+    CHECK(read_ok(*store, {"a"}, 0).last_id == 1'000'001);
+    CHECK(ids_of(read_ok(*store, {"a"}, 0)) == std::vector<EventId>{1});
+    append_ok(*store, {make_event(1'000'002, "a")});
+}
+
 // Crashes. A child process opens the store, appends, and is killed with SIGKILL without closing
-// it: RocksDB's memtable, with every unlogged write in it, is lost, as in a real crash. The
-// child is this test binary started afresh and told by the environment to run the test case
-// below: a plain fork() would inherit RocksDB's global background threads as copies that do not
-// run (and any lock they held), so the child could hang.
+// it (see tests/unit/crash_child.h).
 
 // The name of the child's test case below, spelled out there too.
 constexpr const char* kCrashChildCase = "rocksdb store: crash child (run by the crash tests)";
@@ -753,7 +799,8 @@ constexpr const char* kCrashDirEnv = "HERALD_TEST_CRASH_DIR";
 constexpr const char* kCrashAppendsEnv = "HERALD_TEST_CRASH_APPENDS";
 const RetentionPolicy kCrashPolicy{3, 0};
 
-// The appends, one batch each, to topic "a": "<none|write|sync> <first id> <last id> ...".
+// What the child does, in order: "<none|write|sync> <first id> <last id>" appends one batch to
+// topic "a"; "floor <id>" sets the id floor.
 TEST_CASE("rocksdb store: crash child (run by the crash tests)" * doctest::skip()) {
     const char* dir = std::getenv(kCrashDirEnv);
     const char* appends = std::getenv(kCrashAppendsEnv);
@@ -762,14 +809,23 @@ TEST_CASE("rocksdb store: crash child (run by the crash tests)" * doctest::skip(
     }
     auto store = open_store(dir, kCrashPolicy);
     std::istringstream in(appends);
-    std::string mode;
-    EventId first = 0;
-    EventId last = 0;
-    while (in >> mode >> first >> last) {
-        REQUIRE((mode == "none" || mode == "write" || mode == "sync"));
-        const Durability durability = mode == "none"    ? Durability::kNone
-                                      : mode == "write" ? Durability::kWrite
-                                                        : Durability::kSync;
+    std::string op;
+    while (in >> op) {
+        if (op == "floor") {
+            EventId floor = 0;
+            in >> floor;
+            REQUIRE(in);
+            REQUIRE(store->set_id_floor(floor).ok());
+            continue;
+        }
+        EventId first = 0;
+        EventId last = 0;
+        in >> first >> last;
+        REQUIRE(in);
+        REQUIRE((op == "none" || op == "write" || op == "sync"));
+        const Durability durability = op == "none"    ? Durability::kNone
+                                      : op == "write" ? Durability::kWrite
+                                                      : Durability::kSync;
         std::vector<Event> batch;
         for (EventId id = first; id <= last; ++id) {
             batch.push_back(make_event(id, "a", std::to_string(id)));
@@ -782,49 +838,16 @@ TEST_CASE("rocksdb store: crash child (run by the crash tests)" * doctest::skip(
 
 // Runs the crash child on `dir` with `appends` and waits until it has been killed.
 void crash_after(const std::string& dir, const std::string& appends) {
-    std::error_code ec;
-    const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
-    REQUIRE_MESSAGE(!ec, ec.message());
-    std::vector<std::string> args{self, std::string("--test-case=") + kCrashChildCase, "--no-skip",
-                                  "--no-intro", "--no-version"};
-    std::vector<std::string> env;
-    for (char** e = environ; *e != nullptr; ++e) {
-        std::string_view var(*e);
-        if (!var.starts_with(kCrashDirEnv) && !var.starts_with(kCrashAppendsEnv)) {
-            env.emplace_back(var);
-        }
-    }
-    env.push_back(std::string(kCrashDirEnv) + "=" + dir);
-    env.push_back(std::string(kCrashAppendsEnv) + "=" + appends);
-    std::vector<char*> argv;
-    for (std::string& a : args) {
-        argv.push_back(a.data());
-    }
-    argv.push_back(nullptr);
-    std::vector<char*> envp;
-    for (std::string& e : env) {
-        envp.push_back(e.data());
-    }
-    envp.push_back(nullptr);
-
-    pid_t pid = 0;
-    int rc = posix_spawn(&pid, self.c_str(), nullptr, nullptr, argv.data(), envp.data());
-    REQUIRE_MESSAGE(rc == 0, "posix_spawn: ", rc);
-    int status = 0;
-    REQUIRE(waitpid(pid, &status, 0) == pid);
-    // Any other end means the child failed before it got to the crash (its output says why).
-    REQUIRE(WIFSIGNALED(status));
-    REQUIRE(WTERMSIG(status) == SIGKILL);
+    herald::test::crash_child(kCrashChildCase, {{kCrashDirEnv, dir}, {kCrashAppendsEnv, appends}});
 }
 
-// After a crash: last_id() is at least `highest` (the last id the child appended), the read
-// snapshot agrees, ids up to it are refused, and the store goes on with consistent metadata.
-void check_ids_not_reused(HistoryStore& store, EventId highest) {
-    const EventId last = store.last_id();
-    CHECK(last >= highest);
+// After a crash: last_id() is that of the newest surviving append, the read snapshot agrees,
+// ids up to it are refused, and the store goes on with consistent metadata.
+void check_consistent(HistoryStore& store, EventId last) {
+    CHECK(store.last_id() == last);
     CHECK(read_ok(store, {"a"}, 0).last_id == last);
-    for (EventId id : {highest, last}) {
-        auto reused = store.append(std::vector<Event>{make_event(id, "b")}, Durability::kNone);
+    if (last > 0) {
+        auto reused = store.append(std::vector<Event>{make_event(last, "b")}, Durability::kNone);
         REQUIRE_FALSE(reused.ok());
         CHECK(reused.error().code == proto::ErrorCode::kInternal);
     }
@@ -837,79 +860,64 @@ void check_ids_not_reused(HistoryStore& store, EventId highest) {
     CHECK(store.last_id() == last + 4);
 }
 
-TEST_CASE("rocksdb store: ids appended without a log are never reused after a crash") {
+TEST_CASE("rocksdb store: a crash loses unlogged appends and keeps what a log made durable") {
     TempDir dir;
     std::string appends;
-    EventId highest = 0;
     std::vector<EventId> survivors;
     SUBCASE("a new store") {
         appends = "none 1 5 none 6 6";
-        highest = 6;
     }
     SUBCASE("after synced appends, which survive") {
         appends = "sync 1 2 none 3 9";
-        highest = 9;
         survivors = {1, 2};
     }
-    SUBCASE("a reservation written while unlogged appends are pending") {
-        // The second batch passes the first reservation: the new one is a logged write that
-        // the log replays over a state without the unlogged first batch.
-        appends = "none 1 3 none 5000000 5000001";
-        highest = 5'000'001;
-    }
-    SUBCASE("a logged append that needs a reservation still saves the unlogged ones first") {
-        appends = "none 1 3 write 5000000 5000000";
-        highest = 5'000'000;
-        survivors = {2, 3, 5'000'000};
+    SUBCASE("a logged append saves the unlogged ones before it first") {
+        appends = "none 1 3 write 4 4";
+        survivors = {2, 3, 4};
     }
     SUBCASE("write: a crash of the process alone loses nothing") {
         appends = "write 1 2 write 3 4";
-        highest = 4;
         survivors = {2, 3, 4};
+    }
+    SUBCASE("sync") {
+        appends = "sync 1 3 sync 4 5";
+        survivors = {3, 4, 5};
     }
     crash_after(dir.path(), appends);
 
     auto store = open_store(dir.path(), kCrashPolicy);
     // The crash really lost the unlogged appends (else this test would prove nothing).
     CHECK(ids_of(read_ok(*store, {"a"}, 0)) == survivors);
-    check_ids_not_reused(*store, highest);
+    CHECK(store->id_floor() == 0);
+    check_consistent(*store, survivors.empty() ? 0 : survivors.back());
 }
 
-TEST_CASE("rocksdb store: a crash after synced appends skips no ids") {
+TEST_CASE("rocksdb store: the id floor survives a crash, also one that loses the unlogged appends "
+          "it was written after") {
     TempDir dir;
-    crash_after(dir.path(), "sync 1 3 sync 4 5");
-    auto store = open_store(dir.path(), kCrashPolicy);
-    CHECK(store->last_id() == 5);
-    CHECK(ids_of(read_ok(*store, {"a"}, 0)) == std::vector<EventId>{3, 4, 5});
-    check_ids_not_reused(*store, 5);
-}
-
-TEST_CASE("rocksdb store: ids stay unique across repeated crashes and clean restarts") {
-    TempDir dir;
-    crash_after(dir.path(), "none 1 3");
-    EventId first_restart = 0;
-    {
-        auto store = open_store(dir.path(), kCrashPolicy);
-        first_restart = store->last_id();
-        CHECK(first_restart >= 3);
+    std::string appends;
+    EventId floor = 0;
+    std::vector<EventId> survivors;
+    SUBCASE("written before the appends") {
+        appends = "floor 1000003 none 1 3";
+        floor = 1'000'003;
     }
-    // A clean close skips nothing more.
-    EventId next = open_store(dir.path(), kCrashPolicy)->last_id();
-    CHECK(next == first_restart);
-
-    // Appends after a restart need a reservation of their own.
-    crash_after(dir.path(), "none " + std::to_string(next + 1) + " " + std::to_string(next + 2));
-    {
-        auto store = open_store(dir.path(), kCrashPolicy);
-        CHECK(store->last_id() >= next + 2);
-        next = store->last_id();
-        append_ok(*store, {make_event(next + 1, "a")}, Durability::kNone);
-        append_ok(*store, {make_event(next + 2, "a")}, Durability::kWrite);
+    SUBCASE("written while unlogged appends are pending") {
+        // A logged write that the WAL replays over a state without the unlogged batch.
+        appends = "floor 1000003 none 1 3 floor 2000005 none 4 5";
+        floor = 2'000'005;
     }
-    // Both durabilities, then a clean close: the ids continue right after the last one.
+    SUBCASE("written with a synced log, then unlogged appends") {
+        appends = "sync 1 1 floor 1000002 none 2 2";
+        floor = 1'000'002;
+        survivors = {1};
+    }
+    crash_after(dir.path(), appends);
+
     auto store = open_store(dir.path(), kCrashPolicy);
-    CHECK(store->last_id() == next + 2);
-    CHECK(ids_of(read_ok(*store, {"a"}, 0)) == std::vector<EventId>{next + 1, next + 2});
+    CHECK(store->id_floor() == floor);
+    CHECK(ids_of(read_ok(*store, {"a"}, 0)) == survivors);
+    check_consistent(*store, survivors.empty() ? 0 : survivors.back());
 }
 
 }  // namespace

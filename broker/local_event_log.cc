@@ -1,7 +1,10 @@
-#include "broker/sequencer.h"
+#include "broker/local_event_log.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <limits>
+#include <utility>
 
 namespace herald::broker {
 namespace {
@@ -19,47 +22,62 @@ std::int64_t wall_ms() {
 
 }  // namespace
 
-Sequencer::Sequencer(storage::HistoryStore& store, storage::Durability durability,
-                     std::int64_t max_age_ms, StorageMetrics& metrics)
-    : store_(store), durability_(durability), max_age_ms_(max_age_ms), metrics_(metrics) {
-    next_id_ = store_.last_id() + 1;
-    assigned_.store(store_.last_id(), std::memory_order_release);
+LocalEventLog::LocalEventLog(storage::HistoryStore& store, storage::Durability durability,
+                             std::int64_t max_age_ms, StorageMetrics& metrics,
+                             std::uint64_t id_reserve_block)
+    : store_(store), durability_(durability), max_age_ms_(max_age_ms),
+      id_reserve_block_(id_reserve_block), metrics_(metrics) {
+    // Above the floor too: the ids between the last event that survived and the floor may have
+    // been acknowledged before a crash took their events back.
+    reserved_ = store_.id_floor();
+    const proto::EventId last = std::max(store_.last_id(), reserved_);
+    next_id_ = last + 1;
+    assigned_.store(last, std::memory_order_release);
 }
 
-Sequencer::~Sequencer() {
+LocalEventLog::~LocalEventLog() {
     stop();
 }
 
-void Sequencer::add_listener(CommitListener* l) {
+void LocalEventLog::add_listener(CommitListener* l) {
     listeners_.push_back(l);
 }
 
-void Sequencer::start() {
+proto::Status LocalEventLog::start() {
     thread_ = std::thread([this] { run(); });
+    return proto::ok_status();
 }
 
-void Sequencer::stop() {
+void LocalEventLog::stop() {
     {
         std::lock_guard lock(mu_);
         stopping_.store(true, std::memory_order_release);
     }
     cv_.notify_one();
+    if (std::exchange(stopped_, true)) {
+        return;
+    }
     if (thread_.joinable()) {
         thread_.join();
-        if (auto st = store_.flush(); !st) {
-            std::fprintf(stderr, "herald: flushing history failed: %s\n",
-                         st.error().detail.c_str());
-        }
+    } else {
+        // Never started: what was queued is committed here, so that every request taken is
+        // answered all the same.
+        run();
     }
+    if (auto st = store_.flush(); !st) {
+        std::fprintf(stderr, "herald: flushing history failed: %s\n", st.error().detail.c_str());
+        return;
+    }
+    release_reservation();
 }
 
-bool Sequencer::publish(PublishRequest req) {
+bool LocalEventLog::submit(PublishRequest req) {
     std::vector<PublishRequest> one;
     one.push_back(std::move(req));
-    return publish(one);
+    return submit(one);
 }
 
-bool Sequencer::publish(std::vector<PublishRequest>& reqs) {
+bool LocalEventLog::submit(std::vector<PublishRequest>& reqs) {
     bool was_empty;
     {
         std::lock_guard lock(mu_);
@@ -76,15 +94,15 @@ bool Sequencer::publish(std::vector<PublishRequest>& reqs) {
             reqs.clear();
         }
     }
-    // A non-empty queue means the sequencer was already woken and will look at the queue
-    // again before it waits: one futex wake per batch, not per publish.
+    // A non-empty queue means the writer was already woken and will look at the queue again
+    // before it waits: one futex wake per batch, not per publish.
     if (was_empty) {
         cv_.notify_one();
     }
     return true;
 }
 
-void Sequencer::run() {
+void LocalEventLog::run() {
     std::vector<PublishRequest> pending;
     auto last_trim = std::chrono::steady_clock::now();
     for (;;) {
@@ -126,7 +144,7 @@ void Sequencer::run() {
 }
 
 // Commits a prefix of `reqs` (bounded by kMaxBatchEvents / kMaxBatchBytes) and removes it.
-void Sequencer::commit(std::vector<PublishRequest>& reqs) {
+void LocalEventLog::commit(std::vector<PublishRequest>& reqs) {
     std::size_t n = 0;
     std::size_t bytes = 0;
     while (n < reqs.size() && n < kMaxBatchEvents && (n == 0 || bytes < kMaxBatchBytes)) {
@@ -145,7 +163,10 @@ void Sequencer::commit(std::vector<PublishRequest>& reqs) {
     // Before the write: readers may see these events as soon as it lands.
     assigned_.store(next_id_ - 1, std::memory_order_release);
     auto t0 = std::chrono::steady_clock::now();
-    auto st = store_.append(events, durability_);
+    auto st = reserve_ids(next_id_ - 1);
+    if (st) {
+        st = store_.append(events, durability_);
+    }
     metrics_.observe_append(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     batch->origins.reserve(n);
@@ -172,6 +193,33 @@ void Sequencer::commit(std::vector<PublishRequest>& reqs) {
     for (auto* l : listeners_) {
         l->post_commit(shared);
     }
+}
+
+proto::Status LocalEventLog::reserve_ids(proto::EventId through) {
+    if (durability_ == storage::Durability::kSync || through <= reserved_) {
+        return proto::ok_status();
+    }
+    constexpr proto::EventId kMax = std::numeric_limits<proto::EventId>::max();
+    const proto::EventId mark =
+        through > kMax - id_reserve_block_ ? kMax : through + id_reserve_block_;
+    if (auto st = store_.set_id_floor(mark); !st) {
+        return st;
+    }
+    reserved_ = mark;
+    return proto::ok_status();
+}
+
+void LocalEventLog::release_reservation() {
+    const proto::EventId last = assigned_.load(std::memory_order_acquire);
+    if (reserved_ <= last) {
+        return;
+    }
+    if (auto st = store_.set_id_floor(last); !st) {
+        std::fprintf(stderr, "herald: handing back reserved ids failed: %s\n",
+                     st.error().detail.c_str());
+        return;
+    }
+    reserved_ = last;
 }
 
 }  // namespace herald::broker
