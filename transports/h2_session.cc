@@ -136,7 +136,9 @@ struct H2Session::Callbacks {
 
     static nghttp2_session_callbacks* make() {
         nghttp2_session_callbacks* cb = nullptr;
-        nghttp2_session_callbacks_new(&cb);
+        if (nghttp2_session_callbacks_new(&cb) != 0) {
+            return nullptr;
+        }
         nghttp2_session_callbacks_set_send_callback(cb, &send);
         nghttp2_session_callbacks_set_send_data_callback(cb, &send_data);
         nghttp2_session_callbacks_set_on_begin_headers_callback(cb, &begin_headers);
@@ -148,14 +150,18 @@ struct H2Session::Callbacks {
         return cb;
     }
 
+    // Shared by every session of the process, read-only once made. Null if nghttp2 could not
+    // allocate them at first use: then no connection speaks HTTP/2 (each is closed kInternal).
     static const nghttp2_session_callbacks* callbacks() {
-        static nghttp2_session_callbacks* const cb = make();  // read-only after this
+        static nghttp2_session_callbacks* const cb = make();
         return cb;
     }
 
     static nghttp2_option* make_options() {
         nghttp2_option* opt = nullptr;
-        nghttp2_option_new(&opt);
+        if (nghttp2_option_new(&opt) != 0) {
+            return nullptr;
+        }
         nghttp2_option_set_stream_reset_rate_limit(opt, kResetBurst, kResetRate);
         nghttp2_option_set_max_outbound_ack(opt, kMaxOutboundAck);
         nghttp2_option_set_max_settings(opt, 32);
@@ -168,14 +174,36 @@ struct H2Session::Callbacks {
         return opt;
     }
 
+    // Like callbacks().
     static const nghttp2_option* options() {
         static nghttp2_option* const opt = make_options();
         return opt;
     }
 };
 
+std::unique_ptr<H2Session> H2Session::create(broker::LoopContext& ctx, Connection& conn) {
+    std::unique_ptr<H2Session> s(new H2Session(ctx, conn));
+    if (!s->init()) {
+        return nullptr;
+    }
+    return s;
+}
+
 H2Session::H2Session(broker::LoopContext& ctx, Connection& conn) : ctx_(ctx), conn_(conn) {
-    nghttp2_session_server_new2(&session_, Callbacks::callbacks(), this, Callbacks::options());
+    idle_since_ms_ = ctx_.now_ms();
+    ctx_.metrics().h2_connections.add();
+}
+
+bool H2Session::init() {
+    const nghttp2_session_callbacks* cb = Callbacks::callbacks();
+    const nghttp2_option* opt = Callbacks::options();
+    if (cb == nullptr || opt == nullptr) {
+        return false;
+    }
+    if (nghttp2_session_server_new2(&session_, cb, this, opt) != 0) {
+        session_ = nullptr;
+        return false;
+    }
     const auto& cfg = ctx_.config();
     const nghttp2_settings_entry settings[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, cfg.h2_max_streams},
@@ -183,11 +211,12 @@ H2Session::H2Session(broker::LoopContext& ctx, Connection& conn) : ctx_(ctx), co
         // RFC 8441, 3: WebSockets by extended CONNECT (:protocol websocket) on /ws.
         {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
     };
-    nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings,
-                            sizeof settings / sizeof settings[0]);
-    idle_since_ms_ = ctx_.now_ms();
-    ctx_.metrics().h2_connections.add();
+    if (nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings,
+                                sizeof settings / sizeof settings[0]) != 0) {
+        return false;
+    }
     want_send();  // our SETTINGS: the server's connection preface
+    return true;
 }
 
 H2Session::~H2Session() {
@@ -223,6 +252,17 @@ bool H2Session::upgrade(std::string_view settings, HttpRequest& req) {
     }
     st->on_request_end();
     return true;
+}
+
+bool H2Session::check(int rv) {
+    if (rv == 0) {
+        return true;
+    }
+    if (nghttp2_is_fatal(rv) != 0) {
+        failed_ = true;
+        want_send();
+    }
+    return false;
 }
 
 H2Stream* H2Session::find(std::int32_t id) {
@@ -303,9 +343,9 @@ int H2Session::on_data_chunk(std::int32_t stream_id, const char* data, std::size
     // Window updates are ours (no_auto_window_update): the connection's window is given back
     // at once, so one WebSocket holding its input never stalls the other streams; a stream's
     // own window only for the bytes it took.
-    nghttp2_session_consume_connection(session_, len);
+    check(nghttp2_session_consume_connection(session_, len));
     if (len > held) {
-        nghttp2_session_consume_stream(session_, stream_id, len - held);
+        check(nghttp2_session_consume_stream(session_, stream_id, len - held));
     }
     return 0;
 }
@@ -349,9 +389,9 @@ void H2Session::on_data(const char* data, std::size_t len) {
             return;
         }
         // Flooding, a broken frame, a callback failure: GOAWAY for this connection only.
-        nghttp2_session_terminate_session(session_, rv == NGHTTP2_ERR_FLOODED
-                                                        ? NGHTTP2_ENHANCE_YOUR_CALM
-                                                        : NGHTTP2_PROTOCOL_ERROR);
+        check(nghttp2_session_terminate_session(session_, rv == NGHTTP2_ERR_FLOODED
+                                                              ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                              : NGHTTP2_PROTOCOL_ERROR));
     }
     want_send();
 }
@@ -368,6 +408,10 @@ void H2Session::run_stream_turn_ends() {
 
 void H2Session::on_turn_end() {
     run_stream_turn_ends();
+    if (failed_) {
+        conn_.close(broker::CloseReason::kInternal);
+        return;
+    }
     if (output_paused_ && ctx_.watermarks().above_high(conn_.queued_bytes())) {
         return;  // on_drained picks up
     }
@@ -421,7 +465,7 @@ void H2Session::on_tick(std::uint64_t now_ms) {
         now_ms - idle_since_ms_ >= static_cast<std::uint64_t>(cfg.idle_timeout_s * 1000)) {
         // No stream for --idle-timeout: say goodbye properly (live streams never time out).
         idle_since_ms_ = 0;
-        nghttp2_session_terminate_session(session_, NGHTTP2_NO_ERROR);
+        check(nghttp2_session_terminate_session(session_, NGHTTP2_NO_ERROR));
         want_send();
         return;
     }
@@ -444,9 +488,9 @@ void H2Session::shutdown() {
     shutting_down_ = true;
     // Streams the client opened so far are served to the end; newer ones it should retry
     // elsewhere (RFC 9113, 6.8).
-    nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
-                          nghttp2_session_get_last_proc_stream_id(session_), NGHTTP2_NO_ERROR,
-                          nullptr, 0);
+    check(nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
+                                nghttp2_session_get_last_proc_stream_id(session_), NGHTTP2_NO_ERROR,
+                                nullptr, 0));
     for (auto& [id, st] : streams_) {
         if (!st->dispatched()) {
             st->refuse(503, "shutting down");

@@ -35,7 +35,9 @@ class H2Stream;
 // history on its own while the other streams go on.
 class H2Session final : public Session {
 public:
-    H2Session(broker::LoopContext& ctx, Connection& conn);
+    // nullptr when nghttp2 could not set the session up (out of memory): the caller must not
+    // speak HTTP/2 on `conn`, and closes it (CloseReason::kInternal).
+    static std::unique_ptr<H2Session> create(broker::LoopContext& ctx, Connection& conn);
     ~H2Session() override;
     H2Session(const H2Session&) = delete;
     H2Session& operator=(const H2Session&) = delete;
@@ -57,11 +59,18 @@ private:
     struct Callbacks;       // nghttp2's callbacks: trampolines to the on_* members below
     friend class H2Stream;  // uses the members "for the streams"
 
+    H2Session(broker::LoopContext& ctx, Connection& conn);
+    // Creates the nghttp2 session and queues our SETTINGS; false if either failed.
+    bool init();
+
     // For the streams.
     broker::LoopContext& ctx() { return ctx_; }
     Connection& conn() { return conn_; }
     nghttp2_session* nghttp2() { return session_; }
     void want_send() { conn_.want_turn_end(); }
+    // Whether an nghttp2 call answered 0. A fatal error (out of memory) fails the connection,
+    // closed at the end of the turn: the caller may be an exchange that must not die under it.
+    bool check(int rv);
     // The stream's queue is above the low water: on_connection_drained() once it may not be.
     void note_congested(std::int32_t id) { congested_.push_back(id); }
     // Calls the stream's on_turn_end() at the end of this loop turn, once per call.
@@ -96,6 +105,7 @@ private:
     bool output_paused_ = false;           // connection queue above the high water
     bool check_drained_after_send_ = false;
     bool shutting_down_ = false;
+    bool failed_ = false;  // an nghttp2 call failed fatally: close at the end of the turn
 };
 
 }  // namespace herald::transports

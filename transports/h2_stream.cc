@@ -254,11 +254,11 @@ void H2Stream::reset(std::uint32_t code) {
 }
 
 void H2Stream::submit_reset(std::uint32_t code) {
-    nghttp2_submit_rst_stream(session_.nghttp2(), NGHTTP2_FLAG_NONE, id_, code);
+    session_.check(nghttp2_submit_rst_stream(session_.nghttp2(), NGHTTP2_FLAG_NONE, id_, code));
 }
 
 void H2Stream::consume(std::size_t n) {
-    nghttp2_session_consume_stream(session_.nghttp2(), id_, n);
+    session_.check(nghttp2_session_consume_stream(session_.nghttp2(), id_, n));
 }
 
 // ---- response -------------------------------------------------------------------------------
@@ -312,7 +312,10 @@ void H2Stream::start(int status, const HeaderList& headers,
         dp.read_callback = &read_body;
         rv = nghttp2_submit_response(session_.nghttp2(), id_, nv.data(), nv.size(), &dp);
     }
-    (void)rv;  // fails only for a stream nghttp2 already closed; it goes away then
+    if (!session_.check(rv)) {
+        reset(NGHTTP2_INTERNAL_ERROR);  // no response can follow: do not leave the client waiting
+        return;
+    }
     session_.want_send();
 }
 
@@ -350,7 +353,7 @@ void H2Stream::list_congested() const {
 void H2Stream::resume() {
     if (deferred_) {
         deferred_ = false;
-        nghttp2_session_resume_data(session_.nghttp2(), id_);
+        session_.check(nghttp2_session_resume_data(session_.nghttp2(), id_));
     }
     session_.want_send();
 }
