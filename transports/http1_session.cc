@@ -284,10 +284,15 @@ bool Http1Session::sniff_h2_preface(const char* data, std::size_t len) {
             sniffed_.append(data, n);
             return false;
         }
+        auto h2 = H2Session::create(ctx_, conn_);
+        if (!h2) {
+            conn_.close(broker::CloseReason::kInternal);
+            return false;
+        }
         std::string all = std::move(sniffed_);
         all.append(data, len);
         // Retires this session; the new one gets every byte, the preface included.
-        conn_.switch_session(std::make_unique<H2Session>(ctx_, conn_), std::move(all));
+        conn_.switch_session(std::move(h2), std::move(all));
         return false;
     }
     sniffing_ = false;
@@ -310,7 +315,11 @@ bool Http1Session::upgrade_to_h2c(HttpRequest& req) {
     if (settings == nullptr) {
         return false;
     }
-    auto h2 = std::make_unique<H2Session>(ctx_, conn_);
+    auto h2 = H2Session::create(ctx_, conn_);
+    if (!h2) {
+        conn_.close(broker::CloseReason::kInternal);
+        return true;  // nothing more to answer on this connection
+    }
     if (!h2->upgrade(*settings, req)) {
         return false;  // bad HTTP2-Settings: answer over HTTP/1.1 as if no upgrade was asked
     }

@@ -11,10 +11,11 @@
 namespace herald::transports {
 namespace {
 
-// After the TLS handshake: the protocol ALPN chose; HTTP/1.1 without ALPN.
+// After the TLS handshake: the protocol ALPN chose; HTTP/1.1 without ALPN. Null when the
+// session could not be set up: the connection closes (CloseReason::kInternal).
 std::unique_ptr<Session> session_for_alpn(Connection& conn, std::string_view alpn) {
     if (alpn == "h2") {
-        return std::make_unique<H2Session>(conn.ctx(), conn);
+        return H2Session::create(conn.ctx(), conn);
     }
     return std::make_unique<Http1Session>(conn.ctx(), conn);
 }
