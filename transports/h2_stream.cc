@@ -1,5 +1,6 @@
 #include "transports/h2_stream.h"
 
+#include "proto/ws.h"
 #include "transports/connection.h"
 #include "transports/h2_session.h"
 #include "transports/h2_ws_tunnel.h"
@@ -202,7 +203,30 @@ void H2Stream::on_connect(HttpRequest& req) {
                    "unsupported :protocol (only websocket, on " + std::string(kWsPath) + ")", {});
         return;
     }
-    tunnel_ = open_ws_tunnel(*this, req);
+    if (!parse_target(req.target, req.path, req.query)) {
+        send_error(*this, 400, "malformed percent-encoding in the request target", {});
+        return;
+    }
+    exchange_ = handle_request(ctx(), req, *this, this);
+}
+
+std::optional<WsRefusal> H2Stream::refusal() const {
+    if (request_ended_) {
+        // RFC 8441, 4: the CONNECT's stream carries the WebSocket; ended, it has none.
+        return WsRefusal{400, "a WebSocket stream must stay open (END_STREAM on CONNECT)", {}};
+    }
+    return std::nullopt;
+}
+
+bool H2Stream::switch_to_websocket(const HttpRequest& /*req*/) {
+    auto tunnel = std::make_unique<H2WsTunnel>(*this);
+    if (!tunnel->ok()) {
+        return false;
+    }
+    // RFC 8441, 5: a 2xx opens the WebSocket; no Sec-WebSocket-Accept on HTTP/2.
+    start(200, {{"sec-websocket-protocol", std::string(proto::ws::kSubprotocol)}}, std::nullopt);
+    tunnel_ = std::move(tunnel);
+    return true;
 }
 
 void H2Stream::on_turn_end() {

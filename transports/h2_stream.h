@@ -8,6 +8,7 @@
 #include "broker/frame.h"
 #include "broker/loop_context.h"
 #include "transports/http_message.h"
+#include "transports/router.h"
 
 #include <algorithm>
 #include <cstddef>
@@ -118,7 +119,7 @@ private:
 // Owned by its H2Session's stream map; destroyed when nghttp2 closes the stream (response done,
 // RST_STREAM, GOAWAY) or with the session, which ends its exchange or tunnel first. Loop thread
 // only.
-class H2Stream final : public ResponseSink {
+class H2Stream final : public ResponseSink, private WsSwitch {
 public:
     // `count_request`: false for the request of an h2c upgrade, counted by HTTP/1.1 already.
     H2Stream(H2Session& session, std::int32_t id, bool count_request);
@@ -189,8 +190,13 @@ private:
     };
 
     void dispatch();
-    // CONNECT: RFC 8441's extended CONNECT may open a WebSocket; a plain one is refused.
+    // CONNECT: RFC 8441's extended CONNECT may open a WebSocket (the router decides); a plain
+    // one is refused.
     void on_connect(HttpRequest& req);
+    // WsSwitch: the router accepted the extended CONNECT: 200 and a tunnel on this stream.
+    WsOpening opening() const override { return WsOpening::kExtendedConnect; }
+    std::optional<WsRefusal> refusal() const override;
+    bool switch_to_websocket(const HttpRequest& req) override;
     void resume();
     void submit_reset(std::uint32_t code);
     void list_congested() const;

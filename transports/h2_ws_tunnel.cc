@@ -1,48 +1,12 @@
 #include "transports/h2_ws_tunnel.h"
 
-#include "proto/ws.h"
 #include "transports/h2_stream.h"
-#include "transports/router.h"
-#include "transports/ws_handshake.h"
 
 #include <nghttp2/nghttp2.h>
 #include <string>
 #include <utility>
 
 namespace herald::transports {
-
-std::unique_ptr<H2WsTunnel> open_ws_tunnel(H2Stream& stream, HttpRequest& req) {
-    if (!parse_target(req.target, req.path, req.query)) {
-        send_error(stream, 400, "malformed percent-encoding in the request target", {});
-        return nullptr;
-    }
-    if (req.path != kWsPath) {
-        send_error(stream, 404, "no such path: " + req.path, {});
-        return nullptr;
-    }
-    if (stream.request_ended()) {
-        send_error(stream, 400, "a WebSocket stream must stay open (END_STREAM on CONNECT)", {});
-        return nullptr;
-    }
-    auto& ctx = stream.ctx();
-    if (auto refusal = check_ws_request(ctx.config(), req, /*h2=*/true)) {
-        send_error(stream, refusal->status, refusal->message, std::move(refusal->headers));
-        return nullptr;
-    }
-    if (ctx.stopping()) {
-        send_error(stream, 503, "shutting down", {});
-        return nullptr;
-    }
-    auto tunnel = std::make_unique<H2WsTunnel>(stream);
-    if (!tunnel->ok()) {
-        send_error(stream, 500, "out of memory", {});
-        return nullptr;
-    }
-    // RFC 8441, 5: a 2xx opens the WebSocket; no Sec-WebSocket-Accept on HTTP/2.
-    stream.start(200, {{"sec-websocket-protocol", std::string(proto::ws::kSubprotocol)}},
-                 std::nullopt);
-    return tunnel;
-}
 
 H2WsTunnel::H2WsTunnel(H2Stream& stream) : stream_(stream), endpoint_(stream.ctx(), *this) {
     stream_.ctx().metrics().ws_h2_streams.add();

@@ -67,9 +67,4 @@ private:
     WsEndpoint endpoint_;           // last: it may call the sink while being built
 };
 
-// Answers an extended CONNECT with :protocol websocket (RFC 8441) on `stream`: the /ws
-// WebSocket's checks (path, handshake, shutting down), then a refusal on the stream (nullptr),
-// or the 200 and the tunnel, for the stream to own.
-std::unique_ptr<H2WsTunnel> open_ws_tunnel(H2Stream& stream, HttpRequest& req);
-
 }  // namespace herald::transports
