@@ -1,5 +1,7 @@
 #include "broker/local_event_log.h"
 
+#include "broker/log.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -130,8 +132,7 @@ void LocalEventLog::run() {
             std::chrono::steady_clock::now() - last_trim > std::chrono::seconds(1)) {
             last_trim = std::chrono::steady_clock::now();
             if (auto st = store_.trim_expired(wall_ms()); !st) {
-                std::fprintf(stderr, "herald: age retention failed: %s\n",
-                             st.error().detail.c_str());
+                HERALD_LOG_LIMITED("herald: age retention failed: %s", st.error().detail.c_str());
             }
         }
         if (stopping) {
@@ -181,7 +182,7 @@ void LocalEventLog::commit(std::vector<PublishRequest>& reqs) {
     } else {
         // Ids handed out to a failed batch are skipped, never reused: nobody saw them, but a
         // later success must still be above anything the store may have half-seen.
-        std::fprintf(stderr, "herald: history append failed: %s\n", st.error().detail.c_str());
+        HERALD_LOG_LIMITED("herald: history append failed: %s", st.error().detail.c_str());
         metrics_.errors.add();
         batch->error = st.error();
         for (std::size_t i = 0; i < n; ++i) {

@@ -11,14 +11,14 @@ PollExchange::PollExchange(broker::LoopContext& ctx, ResponseSink& sink,
                            std::vector<std::string> topics, std::optional<proto::EventId> cursor,
                            Options options, HeaderList headers)
     : ctx_(ctx), sink_(sink), topics_(std::move(topics)), requested_(cursor), options_(options),
-      headers_(std::move(headers)) {
-    ctx_.metrics().subscribers[static_cast<std::size_t>(broker::TransportKind::kPoll)].add();
-}
+      headers_(std::move(headers)) {}
 
 PollExchange::~PollExchange() {
     ctx_.hub().remove(this);
     ctx_.forget_turn_end(this);
-    ctx_.metrics().subscribers[static_cast<std::size_t>(broker::TransportKind::kPoll)].sub();
+    if (counted_) {
+        ctx_.metrics().subscribers[static_cast<std::size_t>(broker::TransportKind::kPoll)].sub();
+    }
 }
 
 void PollExchange::start() {
@@ -26,13 +26,16 @@ void PollExchange::start() {
     // Join the hub before reading, so an event committed after the read's snapshot still
     // reaches us live: no gap between history and live.
     ctx_.hub().add(this, topics_);
-    if (!requested_) {
-        // No cursor: only events from now on. last_id then tells the client where "now" was.
-        cursor_ = ctx_.last_dispatched();
-        return;
+    // No cursor: only events from now on, and last_id then tells the client where "now" was.
+    // A cursor past the newest event means "now" too.
+    cursor_ = requested_ ? std::min(*requested_, ctx_.last_committed()) : ctx_.last_dispatched();
+    // Counted only once the cursor is fixed: whoever sees the gauge rise knows that an event
+    // published from then on is newer than the cursor and reaches this poll.
+    ctx_.metrics().subscribers[static_cast<std::size_t>(broker::TransportKind::kPoll)].add();
+    counted_ = true;
+    if (requested_) {
+        read_history(ctx_, topics_, cursor_, options_.limit);
     }
-    cursor_ = std::min(*requested_, ctx_.last_committed());
-    read_history(ctx_, topics_, cursor_, options_.limit);
 }
 
 void PollExchange::on_history(proto::Result<storage::ReadResult> result) {

@@ -51,6 +51,7 @@ private:
     std::vector<broker::FramePtr> events_;  // JSON objects, ascending ids
     std::vector<proto::Truncation> truncated_;
     bool answered_ = false;
+    bool counted_ = false;  // in the subscribers gauge, from start() on
 };
 
 }  // namespace herald::transports

@@ -86,7 +86,10 @@ void SocketWriter::send(std::string bytes) {
 // bytes are left for the general path (the kernel took only part of them).
 bool SocketWriter::send_lone_frame(OutputQueue& q) {
     const uv_buf_t buf = q.front();
-    const std::int64_t n = send_direct(&buf, 1, buf.len);
+    // The frame is still in the queue, so queued_bytes() counts it already: counted twice, a
+    // frame of half the low watermark would mark the output as above it and call on_drained
+    // when it left.
+    const std::int64_t n = send_direct(&buf, 1, 0);
     if (n < 0) {
         return false;
     }
@@ -130,10 +133,12 @@ std::int64_t SocketWriter::send_now(const uv_buf_t* bufs, std::size_t n) {
 }
 
 // A write with nothing in flight: the watermark and progress bookkeeping, then send_now.
-// Returns the bytes the kernel took, or -1 after closing the connection on an error.
-std::int64_t SocketWriter::send_direct(const uv_buf_t* bufs, std::size_t n, std::size_t bytes) {
+// `unqueued` is how many of the bytes queued_bytes() no longer counts (a gathered write's,
+// moved out of the queue). Returns the bytes the kernel took, or -1 after closing the
+// connection on an error.
+std::int64_t SocketWriter::send_direct(const uv_buf_t* bufs, std::size_t n, std::size_t unqueued) {
     broker::LoopContext& ctx = conn_.ctx();
-    if (ctx.watermarks().above_low(conn_.queued_bytes() + bytes)) {
+    if (ctx.watermarks().above_low(conn_.queued_bytes() + unqueued)) {
         above_low_water_ = true;
     }
     last_progress_ms_ = ctx.now_ms();

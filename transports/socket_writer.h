@@ -50,7 +50,7 @@ private:
 
     bool send_lone_frame(OutputQueue& q);
     void write_out(Request* r);
-    std::int64_t send_direct(const uv_buf_t* bufs, std::size_t n, std::size_t bytes);
+    std::int64_t send_direct(const uv_buf_t* bufs, std::size_t n, std::size_t unqueued);
     std::int64_t send_now(const uv_buf_t* bufs, std::size_t n);
     static void on_write(uv_write_t* req, int status);
 
