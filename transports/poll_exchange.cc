@@ -12,13 +12,13 @@ PollExchange::PollExchange(broker::LoopContext& ctx, ResponseSink& sink,
                            Options options, HeaderList headers)
     : ctx_(ctx), sink_(sink), topics_(std::move(topics)), requested_(cursor), options_(options),
       headers_(std::move(headers)) {
-    ctx_.metrics().subscribers[static_cast<std::size_t>(broker::TransportKind::kPoll)].add();
+    ctx_.metrics().subscribers[proto::Transport::kPoll].add();
 }
 
 PollExchange::~PollExchange() {
     ctx_.hub().remove(this);
     ctx_.forget_turn_end(this);
-    ctx_.metrics().subscribers[static_cast<std::size_t>(broker::TransportKind::kPoll)].sub();
+    ctx_.metrics().subscribers[proto::Transport::kPoll].sub();
 }
 
 void PollExchange::start() {
@@ -131,8 +131,7 @@ void PollExchange::respond() {
         ctx_.metrics().truncations.add(truncated_.size());
     }
     body += "}";
-    ctx_.metrics().delivered[static_cast<std::size_t>(broker::TransportKind::kPoll)].add(
-        events_.size());
+    ctx_.metrics().delivered[proto::Transport::kPoll].add(events_.size());
     HeaderList h = std::move(headers_);
     h.emplace_back("Content-Type", "application/json");
     h.emplace_back("Cache-Control", "no-cache");
