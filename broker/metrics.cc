@@ -4,22 +4,6 @@
 
 namespace herald::broker {
 
-const char* transport_name(TransportKind t) {
-    switch (t) {
-    case TransportKind::kSse:
-        return "sse";
-    case TransportKind::kStream:
-        return "stream";
-    case TransportKind::kPoll:
-        return "poll";
-    case TransportKind::kWs:
-        return "ws";
-    case TransportKind::kCount:
-        break;
-    }
-    return "unknown";
-}
-
 const char* close_reason_name(CloseReason r) {
     switch (r) {
     case CloseReason::kDone:
@@ -147,9 +131,8 @@ std::string render_metrics(const std::vector<const LoopMetrics*>& loops,
     }
 
     header(out, "herald_subscribers", "gauge", "Active subscribers by transport.");
-    for (std::size_t t = 0; t < LoopMetrics::kTransports; ++t) {
-        std::string labels =
-            std::string("{transport=\"") + transport_name(static_cast<TransportKind>(t)) + "\"}";
+    for (const proto::Transport t : proto::kAllTransports) {
+        std::string labels = std::string("{transport=\"") + proto::transport_name(t) + "\"}";
         std::uint64_t v = 0;
         for (const auto* m : loops) {
             v += m->subscribers[t].get();
@@ -158,9 +141,8 @@ std::string render_metrics(const std::vector<const LoopMetrics*>& loops,
     }
     header(out, "herald_events_delivered_total", "counter",
            "Events written to subscribers, by transport.");
-    for (std::size_t t = 0; t < LoopMetrics::kTransports; ++t) {
-        std::string labels =
-            std::string("{transport=\"") + transport_name(static_cast<TransportKind>(t)) + "\"}";
+    for (const proto::Transport t : proto::kAllTransports) {
+        std::string labels = std::string("{transport=\"") + proto::transport_name(t) + "\"}";
         std::uint64_t v = 0;
         for (const auto* m : loops) {
             v += m->delivered[t].get();

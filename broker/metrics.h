@@ -1,6 +1,8 @@
 // Metrics: counters and gauges owned by one thread each, read by /metrics from any loop.
 #pragma once
 
+#include "proto/transport.h"
+
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -25,9 +27,18 @@ private:
     std::atomic<std::uint64_t> v_{0};
 };
 
-// kWs counts WebSocket subscriptions (one per subscribed topic of a socket).
-enum class TransportKind : unsigned char { kSse, kStream, kPoll, kWs, kCount };
-const char* transport_name(TransportKind t);
+// One Counter per subscriber transport, indexed by it; /metrics labels each with
+// proto::transport_name. For kWs a subscriber is one subscribed topic of a socket.
+class TransportCounters {
+public:
+    Counter& operator[](proto::Transport t) { return counters_[proto::transport_index(t)]; }
+    const Counter& operator[](proto::Transport t) const {
+        return counters_[proto::transport_index(t)];
+    }
+
+private:
+    std::array<Counter, proto::kTransportCount> counters_;
+};
 
 // Why a client connection ended; every Connection::close names one, counted per reason.
 enum class CloseReason : unsigned char {
@@ -48,15 +59,14 @@ const char* close_reason_name(CloseReason r);
 
 // One event loop's metrics. Written by that loop's thread only.
 struct LoopMetrics {
-    static constexpr std::size_t kTransports = static_cast<std::size_t>(TransportKind::kCount);
     static constexpr std::size_t kCloseReasons = static_cast<std::size_t>(CloseReason::kCount);
     Counter connections;           // gauge
     Counter connections_accepted;  // total
     Counter connections_rejected;  // at --max-connections
     Counter accept_errors;         // accept() failures, EMFILE among them
     Counter requests;
-    std::array<Counter, kTransports> subscribers;  // gauge
-    std::array<Counter, kTransports> delivered;    // events written to subscribers
+    TransportCounters subscribers;  // gauge
+    TransportCounters delivered;    // events written to subscribers
     Counter bytes_in;
     Counter bytes_out;
     Counter catchups;  // slow subscribers switched from live to history

@@ -208,6 +208,34 @@ std::string encode_chunk(std::string_view body) {
     return out;
 }
 
+WireFormat wire_format(Transport t) {
+    switch (t) {
+    case Transport::kSse:
+        return WireFormat::kSse;
+    case Transport::kStream:
+        return WireFormat::kNdjson;
+    case Transport::kPoll:
+        return WireFormat::kPollJson;
+    case Transport::kWs:
+        return WireFormat::kWsEvent;
+    }
+    assert(false && "wire_format: not a transport");
+    return WireFormat::kNdjson;
+}
+
+std::optional<WireFormat> chunked_wire_format(Transport t) {
+    switch (t) {
+    case Transport::kSse:
+        return WireFormat::kSseChunk;
+    case Transport::kStream:
+        return WireFormat::kNdjsonChunk;
+    case Transport::kPoll:
+    case Transport::kWs:
+        break;
+    }
+    return std::nullopt;
+}
+
 std::string encode(const Event& ev, WireFormat format) {
     switch (format) {
     case WireFormat::kSseChunk:

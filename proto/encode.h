@@ -3,7 +3,9 @@
 #pragma once
 
 #include "proto/event.h"
+#include "proto/transport.h"
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -21,6 +23,14 @@ enum class WireFormat : unsigned char {
     kNdjsonChunk = 5,
     kCount = 6,
 };
+
+// The encoding of one event as subscribers of `t` receive it: kSse, kNdjson (stream),
+// kPollJson, kWsEvent.
+WireFormat wire_format(Transport t);
+// The same bytes framed as one HTTP/1.1 chunk (kSseChunk, kNdjsonChunk), for the endless
+// responses of sse and stream on a chunked sink. Nothing for poll and ws: a long-poll body is
+// assembled from several events, and a WebSocket frame is not an HTTP chunk.
+std::optional<WireFormat> chunked_wire_format(Transport t);
 
 // `body` as one chunk of the chunked transfer coding (RFC 9112, 7.1). `body` is not empty.
 std::string encode_chunk(std::string_view body);

@@ -2,6 +2,7 @@
 // Output is one JSON object per line, flushed at once, so scripts and tests can read it
 // through a pipe as it comes.
 
+#include "proto/transport.h"
 #include "tools/client/client.h"
 
 #include <algorithm>
@@ -22,7 +23,7 @@ using herald::client::Client;
 using herald::client::Clock;
 using herald::client::Notification;
 using herald::client::SubscribeOptions;
-using herald::client::Transport;
+using herald::proto::Transport;
 
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;  // the broker said no, or the network failed
@@ -129,9 +130,10 @@ std::optional<UsageError> parse_args(int argc, char** argv, Args& args) {
         } else if (name == "--since") {
             args.since = std::string(*value);
         } else if (name == "--transport") {
-            auto t = herald::client::parse_transport(*value);
+            const auto t = herald::proto::parse_transport(*value);
             if (!t) {
-                return UsageError{t.error().detail};
+                return UsageError{"unknown transport '" + std::string(*value) +
+                                  "' (sse, stream or poll)"};
             }
             args.transport = *t;
         } else if (name == "--count") {

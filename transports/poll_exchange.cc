@@ -17,7 +17,7 @@ PollExchange::~PollExchange() {
     ctx_.hub().remove(this);
     ctx_.forget_turn_end(this);
     if (counted_) {
-        ctx_.metrics().subscribers[static_cast<std::size_t>(broker::TransportKind::kPoll)].sub();
+        ctx_.metrics().subscribers[proto::Transport::kPoll].sub();
     }
 }
 
@@ -31,7 +31,7 @@ void PollExchange::start() {
     cursor_ = requested_ ? std::min(*requested_, ctx_.last_committed()) : ctx_.last_dispatched();
     // Counted only once the cursor is fixed: whoever sees the gauge rise knows that an event
     // published from then on is newer than the cursor and reaches this poll.
-    ctx_.metrics().subscribers[static_cast<std::size_t>(broker::TransportKind::kPoll)].add();
+    ctx_.metrics().subscribers[proto::Transport::kPoll].add();
     counted_ = true;
     if (requested_) {
         read_history(ctx_, topics_, cursor_, options_.limit);
@@ -134,8 +134,7 @@ void PollExchange::respond() {
         ctx_.metrics().truncations.add(truncated_.size());
     }
     body += "}";
-    ctx_.metrics().delivered[static_cast<std::size_t>(broker::TransportKind::kPoll)].add(
-        events_.size());
+    ctx_.metrics().delivered[proto::Transport::kPoll].add(events_.size());
     HeaderList h = std::move(headers_);
     h.emplace_back("Content-Type", "application/json");
     h.emplace_back("Cache-Control", "no-cache");

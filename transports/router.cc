@@ -2,6 +2,7 @@
 
 #include "broker/admission.h"
 #include "proto/encode.h"
+#include "proto/transport.h"
 #include "transports/poll_exchange.h"
 #include "transports/stream_exchange.h"
 
@@ -86,9 +87,6 @@ std::unique_ptr<Exchange> publish(broker::LoopContext& ctx, HttpRequest& req, Re
     return ex;
 }
 
-// Which transport a subscription asked for.
-enum class Kind { kSse, kStream, kPoll };
-
 std::unique_ptr<Exchange> subscribe(broker::LoopContext& ctx, HttpRequest& req, ResponseSink& sink,
                                     std::vector<std::string> topics, HeaderList headers) {
     const auto& cfg = ctx.config();
@@ -100,22 +98,19 @@ std::unique_ptr<Exchange> subscribe(broker::LoopContext& ctx, HttpRequest& req, 
     }
     topics = std::move(*admitted);
 
-    Kind kind = Kind::kPoll;
+    // ?transport= wins over Accept; with neither, a long-poll.
+    auto transport = proto::Transport::kPoll;
     if (const auto* t = req.query_param("transport")) {
-        if (*t == "sse") {
-            kind = Kind::kSse;
-        } else if (*t == "stream") {
-            kind = Kind::kStream;
-        } else if (*t == "poll") {
-            kind = Kind::kPoll;
-        } else {
+        const auto named = proto::parse_transport(*t);
+        if (!named) {
             send_error(sink, 400, "bad transport (sse, stream or poll)", std::move(headers));
             return nullptr;
         }
+        transport = *named;
     } else if (req.header_has_token("accept", "text/event-stream")) {
-        kind = Kind::kSse;
+        transport = proto::Transport::kSse;
     } else if (req.header_has_token("accept", "application/x-ndjson")) {
-        kind = Kind::kStream;
+        transport = proto::Transport::kStream;
     }
 
     // Last-Event-ID wins over ?since=: an EventSource reconnecting keeps its URL.
@@ -133,7 +128,7 @@ std::unique_ptr<Exchange> subscribe(broker::LoopContext& ctx, HttpRequest& req, 
         cursor = *id;
     }
 
-    if (kind == Kind::kPoll) {
+    if (transport == proto::Transport::kPoll) {
         PollExchange::Options o;
         o.timeout_s = cfg.poll_timeout_s;
         o.limit = 100;
@@ -171,10 +166,8 @@ std::unique_ptr<Exchange> subscribe(broker::LoopContext& ctx, HttpRequest& req, 
         }
         pad = static_cast<std::size_t>(n);
     }
-    auto ex = std::make_unique<StreamExchange>(ctx, sink, std::move(topics), cursor,
-                                               kind == Kind::kSse ? StreamExchange::Format::kSse
-                                                                  : StreamExchange::Format::kNdjson,
-                                               pad, std::move(headers));
+    auto ex = std::make_unique<StreamExchange>(ctx, sink, std::move(topics), cursor, transport, pad,
+                                               std::move(headers));
     ex->start();
     return ex;
 }

@@ -2,6 +2,7 @@
 
 #include "broker/log.h"
 
+#include <cassert>
 #include <cstdio>
 
 namespace herald::transports {
@@ -21,22 +22,22 @@ const broker::FramePtr& heartbeat(bool sse, bool chunked) {
 
 StreamExchange::StreamExchange(broker::LoopContext& ctx, ResponseSink& sink,
                                std::vector<std::string> topics,
-                               std::optional<proto::EventId> cursor, Format format,
+                               std::optional<proto::EventId> cursor, proto::Transport transport,
                                std::size_t sse_padding, HeaderList headers)
-    : Feed(ctx, std::move(topics), cursor,
-           format == Format::kSse ? proto::WireFormat::kSse : proto::WireFormat::kNdjson),
-      sink_(sink), format_(format), padding_(sse_padding), headers_(std::move(headers)) {
-    ctx_.metrics().subscribers[static_cast<std::size_t>(kind())].add();
+    : Feed(ctx, std::move(topics), cursor, proto::wire_format(transport)), sink_(sink),
+      transport_(transport), padding_(sse_padding), headers_(std::move(headers)) {
+    assert(transport == proto::Transport::kSse || transport == proto::Transport::kStream);
+    ctx_.metrics().subscribers[transport_].add();
 }
 
 StreamExchange::~StreamExchange() {
     stop();
-    ctx_.metrics().subscribers[static_cast<std::size_t>(kind())].sub();
+    ctx_.metrics().subscribers[transport_].sub();
 }
 
 void StreamExchange::start() {
     HeaderList h = std::move(headers_);
-    if (format_ == Format::kSse) {
+    if (transport_ == proto::Transport::kSse) {
         h.emplace_back("Content-Type", "text/event-stream; charset=utf-8");
     } else {
         h.emplace_back("Content-Type", "application/x-ndjson");
@@ -45,7 +46,7 @@ void StreamExchange::start() {
     // nginx buffers proxied responses unless told not to; this header tells it per response.
     h.emplace_back("X-Accel-Buffering", "no");
     sink_.start(200, h, std::nullopt);
-    if (format_ == Format::kSse) {
+    if (transport_ == proto::Transport::kSse) {
         std::string pre;
         if (padding_ > 0) {
             // A comment line of `padding_` bytes: proxies that buffer the first N bytes of a
@@ -63,8 +64,7 @@ void StreamExchange::start() {
     if (sink_.chunked()) {
         // Each event leaves as one shared, pre-framed chunk: one buffer per delivery.
         preframed_ = true;
-        set_wire_format(format_ == Format::kSse ? proto::WireFormat::kSseChunk
-                                                : proto::WireFormat::kNdjsonChunk);
+        set_wire_format(*proto::chunked_wire_format(transport_));
     }
     last_write_ms_ = ctx_.now_ms();
     Feed::start();
@@ -81,12 +81,13 @@ void StreamExchange::send_shared(const broker::FramePtr& frame) {
 void StreamExchange::emit(const broker::FramePtr& frame) {
     send_shared(frame);
     last_write_ms_ = ctx_.now_ms();
-    ctx_.metrics().delivered[static_cast<std::size_t>(kind())].add();
+    ctx_.metrics().delivered[transport_].add();
 }
 
 void StreamExchange::emit_truncation(const proto::Truncation& t) {
-    sink_.write(broker::make_frame(format_ == Format::kSse ? proto::encode_truncation_sse(t)
-                                                           : proto::encode_truncation_ndjson(t)));
+    sink_.write(broker::make_frame(transport_ == proto::Transport::kSse
+                                       ? proto::encode_truncation_sse(t)
+                                       : proto::encode_truncation_ndjson(t)));
     last_write_ms_ = ctx_.now_ms();
 }
 
@@ -102,7 +103,7 @@ void StreamExchange::on_tick(std::uint64_t now_ms) {
     }
     const auto interval = static_cast<std::uint64_t>(ctx_.config().heartbeat_s * 1000);
     if (now_ms - last_write_ms_ >= interval) {
-        send_shared(heartbeat(format_ == Format::kSse, preframed_));
+        send_shared(heartbeat(transport_ == proto::Transport::kSse, preframed_));
         last_write_ms_ = now_ms;
     }
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "broker/feed.h"
+#include "proto/transport.h"
 #include "transports/http_message.h"
 
 #include <cstddef>
@@ -16,11 +17,10 @@ namespace herald::transports {
 // peer goes away or the broker stops. Loop thread only.
 class StreamExchange final : public Exchange, public broker::Feed {
 public:
-    enum class Format { kSse, kNdjson };
-
+    // `transport` is kSse or kStream, the two that answer with an endless response.
     StreamExchange(broker::LoopContext& ctx, ResponseSink& sink, std::vector<std::string> topics,
-                   std::optional<proto::EventId> cursor, Format format, std::size_t sse_padding,
-                   HeaderList headers);
+                   std::optional<proto::EventId> cursor, proto::Transport transport,
+                   std::size_t sse_padding, HeaderList headers);
     ~StreamExchange() override;
 
     // Sends the response head (and SSE preamble) and starts the feed.
@@ -38,13 +38,9 @@ private:
     void emit_truncation(const proto::Truncation& t) override;
     std::size_t queued_bytes() const override { return sink_.queued_bytes(); }
     void on_feed_error(const proto::Error& error) override;
-    broker::TransportKind kind() const {
-        return format_ == Format::kSse ? broker::TransportKind::kSse
-                                       : broker::TransportKind::kStream;
-    }
 
     ResponseSink& sink_;
-    const Format format_;
+    const proto::Transport transport_;
     const std::size_t padding_;
     HeaderList headers_;
     std::uint64_t last_write_ms_ = 0;

@@ -13,7 +13,7 @@ namespace {
 
 namespace ws = proto::ws;
 
-constexpr auto kWs = static_cast<std::size_t>(broker::TransportKind::kWs);
+constexpr auto kWs = proto::Transport::kWs;
 
 }  // namespace
 

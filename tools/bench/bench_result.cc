@@ -1,5 +1,7 @@
 #include "tools/bench/bench_result.h"
 
+#include "tools/bench/bench_session.h"
+
 #include <cmath>
 
 namespace herald::bench {
@@ -59,7 +61,7 @@ std::string result_json(const Options& o, const RunRecord& r, const PublisherSta
     j += ",\"subs_ready\":" + std::to_string(r.subs_ready);
     j += ",\"subs_ready_at_end\":" + std::to_string(r.sum.ready_at_end);
     j += ",\"procs\":" + std::to_string(o.procs);
-    if (o.transport == "h2-sse") {
+    if (const TransportInfo* t = find_transport(o.transport); t != nullptr && t->http2) {
         j += ",\"streams_per_conn\":" + std::to_string(o.streams_per_conn);
     }
     j += ",\"topics\":" + std::to_string(o.topics);

@@ -707,9 +707,11 @@ std::unique_ptr<Session> make_h2_sse(const SessionConfig& cfg, std::span<Subscri
     return std::make_unique<H2SseSession>(cfg, subs, sink);
 }
 
+using proto::Transport;
 constexpr TransportInfo kTransports[] = {
-    {"sse", 1, &make_sse}, {"stream", 1, &make_stream}, {"poll", 1, &make_poll},
-    {"ws", 1, &make_ws},   {"h2-sse", 0, &make_h2_sse},  // 0: --streams-per-conn
+    {Transport::kSse, false, 1, &make_sse},   {Transport::kStream, false, 1, &make_stream},
+    {Transport::kPoll, false, 1, &make_poll}, {Transport::kWs, false, 1, &make_ws},
+    {Transport::kSse, true, 0, &make_h2_sse},  // 0: --streams-per-conn
 };
 
 }  // namespace
@@ -722,9 +724,13 @@ std::string SessionConfig::target_for(const Subscription& s) const {
     return t;
 }
 
+std::string TransportInfo::name() const {
+    return std::string(http2 ? "h2-" : "") + proto::transport_name(transport);
+}
+
 const TransportInfo* find_transport(std::string_view name) {
     for (const auto& t : kTransports) {
-        if (t.name == name) {
+        if (t.name() == name) {
             return &t;
         }
     }
@@ -737,7 +743,7 @@ std::string transport_names() {
         if (!out.empty()) {
             out += '|';
         }
-        out += t.name;
+        out += t.name();
     }
     return out;
 }

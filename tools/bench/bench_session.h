@@ -2,9 +2,10 @@
 // connection and carries one or more subscriptions: one for the HTTP/1.1 transports (sse,
 // stream, poll); many for a multiplexed transport (h2-sse: many streams per connection) or a
 // WebSocket subscribing to several topics. A new transport is one Session subclass plus one
-// entry in transports(); the worker only moves bytes and counts.
+// entry in the table behind find_transport(); the worker only moves bytes and counts.
 #pragma once
 
+#include "proto/transport.h"
 #include "tools/bench/bench_http.h"
 
 #include <cstddef>
@@ -73,16 +74,24 @@ public:
     virtual void on_disconnected() = 0;
 };
 
-// A subscriber transport the bench knows.
+// A subscriber transport the bench speaks: one of Herald's subscriber transports over
+// HTTP/1.1, or over HTTP/2 (h2c, many subscriptions on one connection). The HTTP version is a
+// bench notion only: the broker serves every transport over both.
 struct TransportInfo {
-    std::string_view name;
+    proto::Transport transport;
+    bool http2;
     std::size_t subscriptions_per_connection;  // 1 for HTTP/1.1; 0: --streams-per-conn (h2)
     std::unique_ptr<Session> (*make)(const SessionConfig& cfg, std::span<Subscription*> subs,
                                      EventSink& sink);
+
+    // --transport's value and the result's "transport": the broker's name of the transport,
+    // with "h2-" in front over HTTP/2 (sse, stream, poll, ws, h2-sse).
+    std::string name() const;
 };
 
-// The registered transports; nullptr for an unknown name.
+// The registered transports by name(); nullptr for an unknown name.
 const TransportInfo* find_transport(std::string_view name);
+// Every name(), in table order, separated by '|' (for the usage text and errors).
 std::string transport_names();
 
 }  // namespace herald::bench

@@ -12,6 +12,7 @@ namespace {
 
 using proto::ErrorCode;
 using proto::make_error;
+using proto::Transport;
 
 // The longest hold docs/api.md allows for ?timeout=, assumed when none is sent because the
 // broker's own --poll-timeout is not known here.
@@ -24,6 +25,7 @@ std::string_view media_type_of(Transport transport) {
     case Transport::kStream:
         return "application/x-ndjson";
     case Transport::kPoll:
+    case Transport::kWs:
         break;
     }
     return "application/json";
@@ -75,7 +77,7 @@ Request subscribe_request(const Url& base, const SubscribeOptions& options,
     }
     // Both ?transport= and Accept name the transport: the query decides on the broker, the
     // header says the same to anything in between.
-    query.emplace_back("transport", std::string(transport_name(options.transport)));
+    query.emplace_back("transport", proto::transport_name(options.transport));
     if (since) {
         query.emplace_back("since", *since);
     }
@@ -90,28 +92,6 @@ Request subscribe_request(const Url& base, const SubscribeOptions& options,
 }
 
 }  // namespace
-
-std::string_view transport_name(Transport transport) {
-    switch (transport) {
-    case Transport::kSse:
-        return "sse";
-    case Transport::kStream:
-        return "stream";
-    case Transport::kPoll:
-        break;
-    }
-    return "poll";
-}
-
-proto::Result<Transport> parse_transport(std::string_view name) {
-    for (const Transport t : {Transport::kSse, Transport::kStream, Transport::kPoll}) {
-        if (name == transport_name(t)) {
-            return t;
-        }
-    }
-    return make_error(ErrorCode::kInvalidArgument,
-                      "unknown transport '" + std::string(name) + "' (sse, stream or poll)");
-}
 
 Deadline Client::request_deadline(std::chrono::milliseconds extra, Deadline cap) const {
     const Clock::time_point own = Clock::now() + options_.request_timeout + extra;
@@ -175,10 +155,18 @@ proto::Status Client::subscribe(const SubscribeOptions& options,
     if (options.topics.empty()) {
         return make_error(ErrorCode::kInvalidArgument, "no topic to subscribe to");
     }
-    if (options.transport == Transport::kPoll) {
+    switch (options.transport) {
+    case Transport::kSse:
+    case Transport::kStream:
+        return subscribe_streaming(options, on_notification);
+    case Transport::kPoll:
         return subscribe_polling(options, on_notification);
+    case Transport::kWs:
+        break;
     }
-    return subscribe_streaming(options, on_notification);
+    return make_error(ErrorCode::kInvalidArgument, std::string("transport ") +
+                                                       proto::transport_name(options.transport) +
+                                                       " is not supported (sse, stream or poll)");
 }
 
 proto::Status Client::subscribe_streaming(const SubscribeOptions& options,

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "proto/result.h"
+#include "proto/transport.h"
 #include "tools/client/http_connection.h"
 #include "tools/client/http_message.h"
 #include "tools/client/url.h"
@@ -16,16 +17,11 @@
 
 namespace herald::client {
 
-enum class Transport { kSse, kStream, kPoll };
-
-// "sse", "stream", "poll": the ?transport= values.
-std::string_view transport_name(Transport transport);
-proto::Result<Transport> parse_transport(std::string_view name);
-
 struct SubscribeOptions {
     std::vector<std::string> topics;   // one: GET /topics/{topic}; more: GET /subscribe
     std::optional<std::string> since;  // cursor sent as ?since=; none: new events only
-    Transport transport = Transport::kSse;
+    // sse, stream or poll; subscribe() refuses ws, a transport this client does not speak.
+    proto::Transport transport = proto::Transport::kSse;
     Deadline deadline;                  // subscribe() returns ok when it passes
     std::optional<int> poll_timeout_s;  // ?timeout= for each long-poll; none: broker default
 };

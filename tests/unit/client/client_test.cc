@@ -24,6 +24,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using Kind = Notification::Kind;
+using proto::Transport;
 
 bool write_all(int fd, std::string_view bytes) {
     while (!bytes.empty()) {
@@ -541,6 +542,17 @@ TEST_CASE("client: subscribing to no topic is refused before any I/O") {
     const auto st = client.subscribe({}, [](const Notification&) { return true; });
     REQUIRE_FALSE(st.ok());
     CHECK(st.error().code == proto::ErrorCode::kInvalidArgument);
+}
+
+TEST_CASE("client: subscribing over ws is refused before any I/O") {
+    Client client(*parse_url("http://127.0.0.1:1"));
+    SubscribeOptions options;
+    options.topics = {"a"};
+    options.transport = Transport::kWs;
+    const auto st = client.subscribe(options, [](const Notification&) { return true; });
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().code == proto::ErrorCode::kInvalidArgument);
+    CHECK(st.error().detail == "transport ws is not supported (sse, stream or poll)");
 }
 
 }  // namespace herald::client

@@ -361,6 +361,22 @@ TEST_CASE("encode: each wire format selects its encoder") {
     CHECK(encode(ev, WireFormat::kPollJson) == encode_event_json(ev));
 }
 
+TEST_CASE("wire format of a transport: how its subscribers receive one event") {
+    using herald::proto::chunked_wire_format;
+    using herald::proto::Transport;
+    using herald::proto::wire_format;
+    CHECK(wire_format(Transport::kSse) == WireFormat::kSse);
+    CHECK(wire_format(Transport::kStream) == WireFormat::kNdjson);
+    CHECK(wire_format(Transport::kPoll) == WireFormat::kPollJson);
+    CHECK(wire_format(Transport::kWs) == WireFormat::kWsEvent);
+    SUBCASE("only the endless responses have a chunked form") {
+        CHECK(chunked_wire_format(Transport::kSse) == WireFormat::kSseChunk);
+        CHECK(chunked_wire_format(Transport::kStream) == WireFormat::kNdjsonChunk);
+        CHECK_FALSE(chunked_wire_format(Transport::kPoll).has_value());
+        CHECK_FALSE(chunked_wire_format(Transport::kWs).has_value());
+    }
+}
+
 // --- truncation signal ---
 
 TEST_CASE("truncation json: topic, since and oldest as strings") {

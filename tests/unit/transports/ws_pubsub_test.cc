@@ -134,9 +134,7 @@ TEST_CASE("ws ops: a sub then a pub on one socket give subscribed, then the even
                                 {"data", "hello"}});
     CHECK(s.sink.out[2] == json{{"op", "ack"}, {"ref", 7}, {"topic", "chat"}, {"id", "1"}});
     CHECK(s.ops.pending_publishes() == 0);
-    CHECK(s.env.loop_metrics()
-              .delivered[static_cast<std::size_t>(broker::TransportKind::kWs)]
-              .get() == 1);
+    CHECK(s.env.loop_metrics().delivered[proto::Transport::kWs].get() == 1);
     CHECK(s.sink.failures.empty());
     s.close();
 }
