@@ -164,7 +164,8 @@ class Requests:
     def publish(self, topic: str, data: bytes | str, type: str | None = None) -> str:
         """Publishes one event; asserts 201 {"id","topic"}; returns the id."""
         r = self.publish_raw(topic, data, type)
-        assert r.status == 201, f"publish to {topic!r} over {self.protocol}: expected 201, got {r!r}"
+        assert r.status == 201, \
+            f"publish to {topic!r} over {self.protocol}: expected 201, got {r!r}"
         body = r.json()
         assert body.get("topic") == topic, body
         assert isinstance(body.get("id"), str) and body["id"].isdigit(), body

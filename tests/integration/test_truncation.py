@@ -36,7 +36,8 @@ def _signal_body(sub, sig):
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_cursor_older_than_history_gets_truncation_signal_before_replay(short_history, connect, new_topic, transport):
+def test_cursor_older_than_history_gets_truncation_signal_before_replay(short_history, connect,
+                                                                        new_topic, transport):
     b = connect(short_history)
     tr = new_topic("tr")
     ids = _publish_n(b, tr, 10)
@@ -77,8 +78,8 @@ def test_truncation_signal_on_resume_by_last_event_id(short_history, connect, ne
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("index", [4, 6], ids=["just-before-oldest", "inside-history"])
-def test_no_truncation_signal_when_cursor_is_within_history(short_history, connect, new_topic, transport,
-                                                        index):
+def test_no_truncation_signal_when_cursor_is_within_history(short_history, connect, new_topic,
+                                                            transport, index):
     b = connect(short_history)
     tr = new_topic("tr")
     ids = _publish_n(b, tr, 10)
