@@ -42,6 +42,8 @@ def make_cert(directory: str) -> tuple[str, str]:
 
 def https_port(broker, timeout: float = 5.0) -> int:
     """The port of the broker's 'listening on https://' line (printed with --tls-listen)."""
+    if broker.tls_port is not None:
+        return broker.tls_port
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for _, line in list(broker.lines):
@@ -223,7 +225,11 @@ class H2Client:
     # -- requests -------------------------------------------------------------------------
 
     def request(self, method: str, path: str, headers: dict | None = None,
-                body: bytes | str | None = None, flush: bool = True) -> Stream:
+                body: bytes | str | None = None, flush: bool = True,
+                timeout: float = 5.0) -> Stream:
+        """Opens a stream for one request. A body larger than the peer lets us send at once
+        goes out as its flow-control windows open (waiting at most `timeout`), and stops early
+        if the server answers first (413)."""
         if isinstance(body, str):
             body = body.encode("utf-8")
         sid = self.conn.get_next_available_stream_id()
@@ -233,10 +239,28 @@ class H2Client:
         st = self.streams[sid] = Stream(sid)
         self.conn.send_headers(sid, hdrs, end_stream=not body)
         if body:
-            self.conn.send_data(sid, body, end_stream=True)
+            self._send_body(st, memoryview(body), timeout)
         if flush:
             self.flush()
         return st
+
+    def _send_body(self, st: Stream, body: memoryview, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while body and not st.done:
+            room = min(self.conn.local_flow_control_window(st.id),
+                       self.conn.max_outbound_frame_size)
+            if room <= 0:
+                self.flush()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"h2: request body of stream {st.id} not sent within "
+                                         f"{timeout} s: the window stayed shut")
+                if not self.pump(min(left, 0.5)) and self.eof:
+                    raise AssertionError(f"h2: connection closed while sending stream {st.id}")
+                continue
+            n = min(room, len(body))
+            self.conn.send_data(st.id, body[:n].tobytes(), end_stream=n == len(body))
+            body = body[n:]
 
     def get(self, path: str, headers: dict | None = None, timeout: float = 5.0) -> Stream:
         st = self.request("GET", path, headers)
@@ -263,6 +287,14 @@ class H2Client:
     def close(self) -> None:
         try:
             self.sock.close()
+        except OSError:
+            pass
+
+    def shutdown(self) -> None:
+        """Ends the connection without releasing its descriptor: a thread blocked on it wakes
+        with EOF; close() stays for the thread that uses it."""
+        try:
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
         except OSError:
             pass
 

@@ -3,6 +3,8 @@
 Starts the real `herald` binary (path from $HERALD_BIN) on a free 127.0.0.1 port with its own
 temp data dir, and talks to it with real clients built on the standard library only:
 http.client for plain requests, raw sockets for streams (SSE, NDJSON) and for malformed HTTP.
+`Requests` is what a test talks to: the broker itself over HTTP/1.1 here, or the HTTP/2 clients
+of clients.py, which answer with the same `Response` and `Subscriber` types.
 Every wait here is bounded by a timeout, so a broken broker fails a test instead of hanging it.
 """
 
@@ -29,6 +31,9 @@ STOP_TIMEOUT = 5.0  # SIGTERM to exit, per docs/api.md
 HTTP_TIMEOUT = 5.0  # one plain request
 
 LISTEN_RE = re.compile(r"listening on http://(\[[^\]]*\]|[^\s/:]+):(\d+)")
+HTTPS_RE = re.compile(r"listening on https://(\[[^\]]*\]|[^\s/:]+):(\d+)")
+# The first line of a report by AddressSanitizer, LeakSanitizer or UndefinedBehaviorSanitizer.
+SANITIZER_RE = re.compile(r"^==\d+==ERROR: \w+Sanitizer|: runtime error: |^SUMMARY: \w+Sanitizer")
 TRANSPORTS = ("sse", "stream", "poll")
 STREAMING_TRANSPORTS = ("sse", "stream")
 
@@ -42,6 +47,14 @@ def herald_bin() -> str:
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         raise BrokerError(f"herald binary not found or not executable: {path!r} (set HERALD_BIN)")
     return path
+
+
+def assert_no_sanitizer_report(output: bytes | str, what: str = "herald") -> None:
+    """A process that exits non-zero on purpose (bad flags) must still not report memory errors,
+    leaks or undefined behaviour (in a build with HERALD_SANITIZE)."""
+    text = output.decode("utf-8", "replace") if isinstance(output, bytes) else output
+    for line in text.splitlines():
+        assert not SANITIZER_RE.search(line), f"{what} printed a sanitizer report:\n{text}"
 
 
 def herald_cli() -> str | None:
@@ -95,11 +108,131 @@ def assert_json_error(resp: Response, status: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# What a test talks to
+
+
+class PendingResponse:
+    """A request that went out; response() waits for its answer."""
+
+    def response(self) -> Response:
+        raise NotImplementedError
+
+
+class Requests:
+    """A client of one broker over one protocol: plain requests answered as a `Response`,
+    response bodies read as they come (`open_stream`), and the publish / poll / subscribe helpers
+    built on those two, so that a test body reads the same whatever the protocol. `protocol` is
+    "h1" for the broker's own HTTP/1.1 client (`Broker`), "h2c" or "h2-tls" for
+    clients.H2Requests. Test thread only, except where a subclass says otherwise."""
+
+    protocol = "h1"
+
+    @property
+    def broker(self) -> "Broker":
+        raise NotImplementedError
+
+    def begin(self, method: str, path: str, body: bytes | str | None = None,
+              headers: dict | None = None, timeout: float = HTTP_TIMEOUT) -> PendingResponse:
+        """Sends one request and returns once it went out."""
+        raise NotImplementedError
+
+    def open_stream(self, path: str, headers: dict | None = None, rcvbuf: int | None = None):
+        """A GET whose body is read as it comes: `status`, `headers`, `header()`,
+        `read_some(deadline)`, `terminated`, `eof`, `error_body()`, `close(reset)`. Returns once
+        the response head arrived."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Closes what the client holds open."""
+
+    def request(self, method: str, path: str, body: bytes | str | None = None,
+                headers: dict | None = None, timeout: float = HTTP_TIMEOUT) -> Response:
+        return self.begin(method, path, body, headers, timeout).response()
+
+    def get(self, path: str, **kw) -> Response:
+        return self.request("GET", path, **kw)
+
+    def publish_raw(self, topic: str, data: bytes | str, type: str | None = None,
+                    headers: dict | None = None) -> Response:
+        path = f"/topics/{topic}"
+        if type is not None:
+            path += "?type=" + urllib.parse.quote(type, safe="")
+        hdrs = {"Content-Type": "text/plain; charset=utf-8"}
+        hdrs.update(headers or {})
+        return self.request("POST", path, body=data, headers=hdrs)
+
+    def publish(self, topic: str, data: bytes | str, type: str | None = None) -> str:
+        """Publishes one event; asserts 201 {"id","topic"}; returns the id."""
+        r = self.publish_raw(topic, data, type)
+        assert r.status == 201, \
+            f"publish to {topic!r} over {self.protocol}: expected 201, got {r!r}"
+        body = r.json()
+        assert body.get("topic") == topic, body
+        assert isinstance(body.get("id"), str) and body["id"].isdigit(), body
+        return body["id"]
+
+    def poll(self, topics, since=None, timeout=1, limit=None, headers=None,
+             **query) -> Response:
+        """One long-poll request (transport=poll), held at most ?timeout=1 s unless told
+        (timeout=None: no ?timeout=, the broker's default); the HTTP timeout covers the hold."""
+        path = sub_path(topics, transport="poll", since=since, timeout=timeout, limit=limit,
+                        **query)
+        hold = float(timeout) if timeout is not None else 25.0
+        return self.get(path, headers=headers, timeout=hold + HTTP_TIMEOUT)
+
+    def poll_json(self, topics, **kw) -> dict:
+        r = self.poll(topics, **kw)
+        assert r.status == 200, f"poll over {self.protocol}: expected 200, got {r!r}"
+        body = r.json()
+        assert isinstance(body.get("events"), list) and isinstance(body.get("last_id"), str), body
+        return body
+
+    def subscribe(self, transport: str, topics, **kw) -> "Subscriber":
+        return open_subscriber(self, transport, topics, **kw)
+
+    def healthy(self) -> bool:
+        try:
+            return self.get("/healthz", timeout=3).status == 200
+        except (OSError, AssertionError):
+            return False
+
+    def assert_healthy(self) -> None:
+        assert self.broker.alive(), "herald exited:\n" + self.broker.output_tail()
+        r = self.get("/healthz", timeout=3)
+        assert r.status == 200, f"/healthz over {self.protocol} after the test's input: {r!r}"
+
+
+class _Http1Pending(PendingResponse):
+    """One HTTP/1.1 request on a connection of its own (http.client), sent."""
+
+    def __init__(self, host: str, port: int, method: str, path: str, body, headers,
+                 timeout: float):
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        self._conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        try:
+            self._conn.request(method, path, body=body, headers=headers or {})
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def response(self) -> Response:
+        try:
+            r = self._conn.getresponse()
+            data = r.read()
+            return Response(r.status, r.reason, r.getheaders(), data)
+        finally:
+            self._conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
 # The broker process
 
 
-class Broker:
-    """One herald process (and its restarts) on one data dir. Test thread only."""
+class Broker(Requests):
+    """One herald process (and its restarts) on one data dir, and its HTTP/1.1 client (one
+    connection per request, as `Requests`). Test thread only, except `Requests` calls, which
+    open connections of their own."""
 
     def __init__(self, *flags, data_dir: str, workdir: str):
         self.flags = [str(f) for f in flags]
@@ -107,12 +240,18 @@ class Broker:
         self.workdir = workdir
         self.host = "127.0.0.1"
         self.port: int | None = None
+        self.tls_port: int | None = None  # with --tls-listen: the current run's https port
+        self.cafile: str | None = None  # the certificate a TLS client trusts, if set by its maker
         self.proc: subprocess.Popen | None = None
         self.lines: list[tuple[str, str]] = []  # (stream, line) over every run
         self._cond = threading.Condition()
         self._readers: list[threading.Thread] = []
         self._stopped = True  # stopped on purpose (or never started)
         self.runs = 0
+
+    @property
+    def broker(self) -> "Broker":
+        return self
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -134,14 +273,23 @@ class Broker:
         ]
         for t in self._readers:
             t.start()
+        # Both lines are printed together; the https one only with --tls-listen.
+        wanted = {LISTEN_RE: "port"}
+        if "--tls-listen" in self.flags:
+            wanted[HTTPS_RE] = "tls_port"
         deadline = time.monotonic() + START_TIMEOUT
         with self._cond:
             while True:
+                found = {}
                 for _, line in self.lines[first_line:]:
-                    m = LISTEN_RE.search(line)
-                    if m:
-                        self.port = int(m.group(2))
-                        return self
+                    for pattern, attr in wanted.items():
+                        m = pattern.search(line)
+                        if m:
+                            found.setdefault(attr, int(m.group(2)))
+                if len(found) == len(wanted):
+                    for attr, port_ in found.items():
+                        setattr(self, attr, port_)
+                    return self
                 if self.proc.poll() is not None:
                     self._stopped = True
                     raise BrokerError(f"herald exited with {self.proc.returncode} before "
@@ -149,8 +297,8 @@ class Broker:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self._kill_quietly()
-                    raise BrokerError(f"no 'listening on http://...' line within "
-                                      f"{START_TIMEOUT} s:\n{self.output_tail()}")
+                    raise BrokerError(f"no 'listening on ...' line within {START_TIMEOUT} s:\n"
+                                      f"{self.output_tail()}")
                 self._cond.wait(min(left, 0.05))
 
     def _read_pipe(self, name: str, pipe) -> None:
@@ -160,9 +308,21 @@ class Broker:
                 self._cond.notify_all()
         pipe.close()
 
+    def sanitizer_report(self, max_lines: int = 200) -> str | None:
+        """The first sanitizer report in the output (a build with HERALD_SANITIZE), if any."""
+        with self._cond:
+            for i, (_, line) in enumerate(self.lines):
+                if SANITIZER_RE.search(line):
+                    return "\n".join(l for _, l in self.lines[i:i + max_lines])
+        return None
+
     def output_tail(self, n: int = 40) -> str:
         with self._cond:
-            return "\n".join(f"[{s}] {l}" for s, l in self.lines[-n:]) or "(no output)"
+            tail = "\n".join(f"[{s}] {l}" for s, l in self.lines[-n:]) or "(no output)"
+        report = self.sanitizer_report()
+        if report and report not in tail:
+            tail = f"{report}\n...\n{tail}"
+        return tail
 
     def output(self) -> str:
         with self._cond:
@@ -170,6 +330,10 @@ class Broker:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def died(self) -> bool:
+        """It exited, and not because a test stopped it."""
+        return self.proc is not None and self.proc.poll() is not None and not self._stopped
 
     def send_signal(self, sig: int) -> None:
         assert self.proc is not None
@@ -221,7 +385,8 @@ class Broker:
         assert rc == -signal.SIGKILL, f"SIGKILL: exit status {rc}"
 
     def restart(self, same_port: bool = True) -> "Broker":
-        """Starts again on the same data dir, on the same port when it can be had again."""
+        """Starts again on the same data dir, on the same port when it can be had again (the
+        https port of --tls-listen 127.0.0.1:0 is a new one)."""
         assert not self.alive()
         if same_port and self.port:
             try:
@@ -242,7 +407,8 @@ class Broker:
                 pass
 
     def close(self) -> list[str]:
-        """Teardown: stops a running broker; reports one that died on its own."""
+        """Teardown: stops a running broker, which must exit 0 as SIGTERM promises (a leak report
+        at exit makes it fail); reports one that died on its own and any sanitizer report."""
         problems = []
         if self.proc is None:
             return problems
@@ -254,77 +420,27 @@ class Broker:
             if rc is None:
                 problems.append(f"herald did not exit within {STOP_TIMEOUT} s of SIGTERM at "
                                 f"teardown:\n{self.output_tail()}")
+            elif rc != 0:
+                problems.append(f"herald exited with status {rc} on SIGTERM at teardown:\n"
+                                f"{self.output_tail()}")
+        report = self.sanitizer_report()
+        if report and not problems:
+            problems.append(f"herald's output has a sanitizer report:\n{report}")
         return problems
 
-    # -- plain HTTP -----------------------------------------------------------------------
+    # -- HTTP/1.1 -------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def request(self, method: str, path: str, body: bytes | str | None = None,
-                headers: dict | None = None, timeout: float = HTTP_TIMEOUT) -> Response:
-        if isinstance(body, str):
-            body = body.encode("utf-8")
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            r = conn.getresponse()
-            data = r.read()
-            return Response(r.status, r.reason, r.getheaders(), data)
-        finally:
-            conn.close()
+    def begin(self, method: str, path: str, body: bytes | str | None = None,
+              headers: dict | None = None, timeout: float = HTTP_TIMEOUT) -> PendingResponse:
+        return _Http1Pending(self.host, self.port, method, path, body, headers, timeout)
 
-    def get(self, path: str, **kw) -> Response:
-        return self.request("GET", path, **kw)
-
-    def publish_raw(self, topic: str, data: bytes | str, type: str | None = None,
-                    headers: dict | None = None) -> Response:
-        path = f"/topics/{topic}"
-        if type is not None:
-            path += "?type=" + urllib.parse.quote(type, safe="")
-        hdrs = {"Content-Type": "text/plain; charset=utf-8"}
-        hdrs.update(headers or {})
-        return self.request("POST", path, body=data, headers=hdrs)
-
-    def publish(self, topic: str, data: bytes | str, type: str | None = None) -> str:
-        """Publishes one event; asserts 201 {"id","topic"}; returns the id."""
-        r = self.publish_raw(topic, data, type)
-        assert r.status == 201, f"publish to {topic!r}: expected 201, got {r!r}"
-        body = r.json()
-        assert body.get("topic") == topic, body
-        assert isinstance(body.get("id"), str) and body["id"].isdigit(), body
-        return body["id"]
-
-    def poll(self, topics, since=None, timeout=1, limit=None, headers=None,
-             **query) -> Response:
-        """One long-poll request (transport=poll), held at most ?timeout=1 s unless told
-        (timeout=None: no ?timeout=, the broker's default); the HTTP timeout covers the hold."""
-        path = sub_path(topics, transport="poll", since=since, timeout=timeout, limit=limit,
-                        **query)
-        hold = float(timeout) if timeout is not None else 25.0
-        return self.get(path, headers=headers, timeout=hold + HTTP_TIMEOUT)
-
-    def poll_json(self, topics, **kw) -> dict:
-        r = self.poll(topics, **kw)
-        assert r.status == 200, f"poll: expected 200, got {r!r}"
-        body = r.json()
-        assert isinstance(body.get("events"), list) and isinstance(body.get("last_id"), str), body
-        return body
-
-    def healthy(self) -> bool:
-        try:
-            return self.get("/healthz", timeout=3).status == 200
-        except OSError:
-            return False
-
-    def assert_healthy(self) -> None:
-        assert self.alive(), "herald exited:\n" + self.output_tail()
-        r = self.get("/healthz", timeout=3)
-        assert r.status == 200, f"/healthz after the test's input: {r!r}"
-
-    def subscribe(self, transport: str, topics, **kw) -> "Subscriber":
-        return open_subscriber(self, transport, topics, **kw)
+    def open_stream(self, path: str, headers: dict | None = None,
+                    rcvbuf: int | None = None) -> "HTTPStream":
+        return HTTPStream(self.port, path, headers, host=self.host, rcvbuf=rcvbuf)
 
 
 def sub_path(topics, use_subscribe: bool = False, **query) -> str:
@@ -857,14 +973,15 @@ class NDJSONSubscriber(Subscriber):
 
 class PollSubscriber(Subscriber):
     """Consecutive long-polls in a thread, each from the previous answer's last_id. The first
-    poll carries the initial cursor (?since= and/or Last-Event-ID); later ones only ?since=."""
+    poll carries the initial cursor (?since= and/or Last-Event-ID); later ones only ?since=.
+    `client` is any `Requests` whose begin() may be called from another thread."""
 
     transport = "poll"
 
-    def __init__(self, broker: Broker, topics, since=None, last_event_id=None, query=None,
+    def __init__(self, client: Requests, topics, since=None, last_event_id=None, query=None,
                  hold: int = 1, limit=None):
         super().__init__()
-        self.broker = broker
+        self.client = client
         self.topics = topics
         self.query = dict(query or {})
         self.hold = hold
@@ -889,19 +1006,14 @@ class PollSubscriber(Subscriber):
                 headers["Last-Event-ID"] = str(last_event_id)
             path = sub_path(self.topics, transport="poll", since=since, timeout=self.hold,
                             limit=self.limit, **self.query)
-            conn = http.client.HTTPConnection(self.broker.host, self.broker.port,
-                                              timeout=self.hold + HTTP_TIMEOUT)
             try:
-                conn.putrequest("GET", path)
-                for k, v in headers.items():
-                    conn.putheader(k, v)
-                conn.endheaders()
+                pending = self.client.begin("GET", path, headers=headers,
+                                            timeout=self.hold + HTTP_TIMEOUT)
                 self._sent_first.set()
-                r = conn.getresponse()
-                body = r.read()
+                r = pending.response()
                 if r.status != 200:
-                    raise AssertionError(f"poll {path}: {r.status} {body[:300]!r}")
-                obj = json.loads(body)
+                    raise AssertionError(f"poll {path}: {r.status} {r.body[:300]!r}")
+                obj = json.loads(r.body)
             except Exception as e:  # noqa: BLE001 -- reported to the test thread
                 with self._cond:
                     self.error = f"{type(e).__name__}: {e}"
@@ -909,8 +1021,6 @@ class PollSubscriber(Subscriber):
                     self._cond.notify_all()
                 self._sent_first.set()
                 return
-            finally:
-                conn.close()
             first = False
             with self._cond:
                 self.responses.append(obj)
@@ -939,20 +1049,20 @@ class PollSubscriber(Subscriber):
         super().close()
 
 
-def open_subscriber(broker: Broker, transport: str, topics, *, since=None, last_event_id=None,
-                    query: dict | None = None, by_accept: bool = False, hold: int = 1,
-                    limit=None, use_subscribe: bool = False, rcvbuf: int | None = None,
-                    headers: dict | None = None) -> Subscriber:
-    """Subscribes on `transport` ("sse", "stream" or "poll"). Streams return once the response
-    head arrived; a poll subscriber once its first request went out (plus a short pause when it
-    has no cursor, so that the broker holds it before the test publishes)."""
+def open_subscriber(client: Requests, transport: str, topics, *, since=None,
+                    last_event_id=None, query: dict | None = None, by_accept: bool = False,
+                    hold: int = 1, limit=None, use_subscribe: bool = False,
+                    rcvbuf: int | None = None, headers: dict | None = None) -> Subscriber:
+    """Subscribes on `transport` ("sse", "stream" or "poll") over `client`'s protocol (a
+    `Broker` is the HTTP/1.1 client). Streams return once the response head arrived; a poll
+    subscriber once its first request went out (plus a short pause when it has no cursor, so
+    that the broker holds it before the test publishes)."""
     query = dict(query or {})
     if use_subscribe:
         query["use_subscribe"] = True
     if transport == "poll":
-        sub = PollSubscriber(broker, topics, since=since, last_event_id=last_event_id,
-                             query=query,
-                             hold=hold, limit=limit)
+        sub = PollSubscriber(client, topics, since=since, last_event_id=last_event_id,
+                             query=query, hold=hold, limit=limit)
         if since is None and last_event_id is None:
             time.sleep(0.3)
         return sub
@@ -963,11 +1073,12 @@ def open_subscriber(broker: Broker, transport: str, topics, *, since=None, last_
     if not by_accept:
         query["transport"] = transport
     path = sub_path(topics, since=since, **query)
-    stream = HTTPStream(broker.port, path, headers, rcvbuf=rcvbuf)
+    stream = client.open_stream(path, headers, rcvbuf=rcvbuf)
     if stream.status != 200:
         body = stream.error_body()
         stream.close()
-        raise AssertionError(f"{transport} subscribe {path}: {stream.status} {body[:300]!r}")
+        raise AssertionError(f"{transport} subscribe {path} over {client.protocol}: "
+                             f"{stream.status} {body[:300]!r}")
     return SSESubscriber(stream) if transport == "sse" else NDJSONSubscriber(stream)
 
 
@@ -981,9 +1092,10 @@ def ids_as_ints(events) -> list[int]:
 
 class Publisher(threading.Thread):
     """Publishes `count` events in a thread (with count=None: until stop() is called); `ids` in
-    acknowledgement order; `started_publishing` is set after `signal_after` acknowledgements."""
+    acknowledgement order; `started_publishing` is set after `signal_after` acknowledgements.
+    `broker` is any `Requests` whose calls may come from another thread."""
 
-    def __init__(self, broker: Broker, topics, count: int, signal_after: int = 0,
+    def __init__(self, broker: Requests, topics, count: int, signal_after: int = 0,
                  pause: float = 0.0, prefix: str = "m"):
         super().__init__(daemon=True)
         self.broker = broker

@@ -1,4 +1,5 @@
-"""History survives SIGTERM and kill -9; ids are never reused; SIGTERM ends streams cleanly."""
+"""History survives SIGTERM and kill -9; ids are never reused; SIGTERM ends streams cleanly.
+Resuming after a restart is checked on every transport over HTTP/1.1, h2c and TLS h2."""
 
 import signal
 import socket
@@ -25,19 +26,20 @@ def _history(broker, topics=TOPICS):
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_resume_after_restart(broker_factory, transport):
-    b = broker_factory()
-    ids = [b.publish(TOPICS[i % 2], f"m{i}") for i in range(10)]
-    sub = open_subscriber(b, transport, TOPICS[:2], since=0)
+def test_resume_after_restart(broker_factory, connect, transport):
+    b = broker_factory(tls=True)
+    c = connect(b)  # follows the broker to its new run (the https port is a new one)
+    ids = [c.publish(TOPICS[i % 2], f"m{i}") for i in range(10)]
+    sub = c.subscribe(transport, TOPICS[:2], since=0)
     seen = [e["id"] for e in sub.events(5)]
     sub.close()
     assert seen == ids[:5]
     b.terminate()
     b.restart()
-    sub = open_subscriber(b, transport, TOPICS[:2], last_event_id=seen[-1])
+    sub = c.subscribe(transport, TOPICS[:2], last_event_id=seen[-1])
     try:
         assert [e["id"] for e in sub.events(5)] == ids[5:]
-        new = b.publish("d/b", "after restart")
+        new = c.publish("d/b", "after restart")
         assert int(new) > int(ids[-1])
         assert [e["id"] for e in sub.events(1)] == [new]
     finally:

@@ -1,4 +1,6 @@
-"""Long-poll: immediate answers, holding, timeout, limit, and consecutive polls by last_id."""
+"""Long-poll: immediate answers, holding, timeout, limit, and consecutive polls by last_id; on
+HTTP/1.1, h2c and TLS h2 alike, against one broker per module (each test on topics of its
+own)."""
 
 import socket
 import threading
@@ -9,62 +11,67 @@ import pytest
 from harness import Publisher, assert_json_error
 
 
-def test_answers_at_once_when_events_exist(broker):
-    ids = [broker.publish("lp", f"m{i}") for i in range(3)]
+def test_answers_at_once_when_events_exist(client, new_topic):
+    lp = new_topic("lp")
+    ids = [client.publish(lp, f"m{i}") for i in range(3)]
     t0 = time.monotonic()
-    body = broker.poll_json("lp", since=0, timeout=10)
+    body = client.poll_json(lp, since=0, timeout=10)
     assert time.monotonic() - t0 < 1.5, "must not hold when events exist"
     assert [e["id"] for e in body["events"]] == ids
-    assert body["events"][0] == {"id": ids[0], "topic": "lp", "data": "m0"}
+    assert body["events"][0] == {"id": ids[0], "topic": lp, "data": "m0"}
     assert body["last_id"] == ids[-1]
 
 
-def test_holds_then_answers_empty_after_timeout_with_cursor_as_last_id(broker):
-    ids = [broker.publish("lp", f"m{i}") for i in range(2)]
+def test_holds_then_answers_empty_after_timeout_with_cursor_as_last_id(client, new_topic):
+    lp = new_topic("lp")
+    ids = [client.publish(lp, f"m{i}") for i in range(2)]
     t0 = time.monotonic()
-    body = broker.poll_json("lp", since=ids[-1], timeout=1)
+    body = client.poll_json(lp, since=ids[-1], timeout=1)
     elapsed = time.monotonic() - t0
     assert 0.8 <= elapsed <= 3.0, f"held {elapsed:.2f} s for ?timeout=1"
     assert body["events"] == []
     assert body["last_id"] == ids[-1]
 
 
-def test_poll_without_cursor_times_out_with_newest_id_usable_next(broker):
-    ids = [broker.publish("lp", f"m{i}") for i in range(3)]
+def test_poll_without_cursor_times_out_with_newest_id_usable_next(client, new_topic):
+    lp = new_topic("lp")
+    ids = [client.publish(lp, f"m{i}") for i in range(3)]
     t0 = time.monotonic()
-    body = broker.poll_json("lp", timeout=1)
+    body = client.poll_json(lp, timeout=1)
     assert 0.8 <= time.monotonic() - t0 <= 3.0
     assert body["events"] == []
     assert body["last_id"] == ids[-1], "no cursor: last_id is the newest id when received"
-    new = broker.publish("lp", "next")
-    body2 = broker.poll_json("lp", since=body["last_id"], timeout=5)
+    new = client.publish(lp, "next")
+    body2 = client.poll_json(lp, since=body["last_id"], timeout=5)
     assert [e["id"] for e in body2["events"]] == [new]
 
 
-def test_poll_without_cursor_does_not_return_old_events(broker):
+def test_poll_without_cursor_does_not_return_old_events(client, new_topic):
+    lp = new_topic("lp")
     for i in range(3):
-        broker.publish("lp", f"old{i}")
+        client.publish(lp, f"old{i}")
     result = {}
 
     def poll():
-        result["body"] = broker.poll_json("lp", timeout=5)
+        result["body"] = client.poll_json(lp, timeout=5)
 
     t = threading.Thread(target=poll, daemon=True)
     t.start()
     time.sleep(0.4)
-    new = broker.publish("lp", "new")
+    new = client.publish(lp, "new")
     t.join(6)
     assert [e["id"] for e in result["body"]["events"]] == [new]
     assert result["body"]["last_id"] == new
 
 
-def test_event_published_while_held_completes_the_poll_promptly(broker):
-    ids = [broker.publish("lp", "m0")]
+def test_event_published_while_held_completes_the_poll_promptly(client, new_topic):
+    lp = new_topic("lp")
+    ids = [client.publish(lp, "m0")]
     result = {}
 
     def poll():
         t0 = time.monotonic()
-        result["body"] = broker.poll_json("lp", since=ids[-1], timeout=20)
+        result["body"] = client.poll_json(lp, since=ids[-1], timeout=20)
         result["done_at"] = time.monotonic()
         result["t0"] = t0
 
@@ -72,68 +79,74 @@ def test_event_published_while_held_completes_the_poll_promptly(broker):
     t.start()
     time.sleep(0.5)
     published_at = time.monotonic()
-    new = broker.publish("lp", "wake up", type="alarm")
+    new = client.publish(lp, "wake up", type="alarm")
     t.join(5)
     assert not t.is_alive(), "poll not completed by the publish"
     assert result["done_at"] - published_at < 1.0
     assert result["body"]["events"] == [
-        {"id": new, "topic": "lp", "type": "alarm", "data": "wake up"}]
+        {"id": new, "topic": lp, "type": "alarm", "data": "wake up"}]
     assert result["body"]["last_id"] == new
 
 
-def test_multi_topic_poll_is_completed_by_either_topic(broker):
-    cur = broker.publish("lp/x", "start")
+def test_multi_topic_poll_is_completed_by_either_topic(client, new_topic):
+    lp = new_topic("lp")
+    cur = client.publish(f"{lp}/x", "start")
     result = {}
 
     def poll():
-        result["body"] = broker.poll_json(["lp/a", "lp/b"], since=cur, timeout=10)
+        result["body"] = client.poll_json([f"{lp}/a", f"{lp}/b"], since=cur, timeout=10)
 
     t = threading.Thread(target=poll, daemon=True)
     t.start()
     time.sleep(0.4)
-    broker.publish("lp/x", "not subscribed")
-    new = broker.publish("lp/b", "b")
+    client.publish(f"{lp}/x", "not subscribed")
+    new = client.publish(f"{lp}/b", "b")
     t.join(5)
     assert [e["id"] for e in result["body"]["events"]] == [new]
 
 
-def test_limit_returns_oldest_first_and_last_id_continues(broker):
-    ids = [broker.publish("lp", f"m{i}") for i in range(5)]
-    b1 = broker.poll_json("lp", since=0, limit=2, timeout=1)
+def test_limit_returns_oldest_first_and_last_id_continues(client, new_topic):
+    lp = new_topic("lp")
+    ids = [client.publish(lp, f"m{i}") for i in range(5)]
+    b1 = client.poll_json(lp, since=0, limit=2, timeout=1)
     assert [e["id"] for e in b1["events"]] == ids[:2] and b1["last_id"] == ids[1]
-    b2 = broker.poll_json("lp", since=b1["last_id"], limit=2, timeout=1)
+    b2 = client.poll_json(lp, since=b1["last_id"], limit=2, timeout=1)
     assert [e["id"] for e in b2["events"]] == ids[2:4] and b2["last_id"] == ids[3]
-    b3 = broker.poll_json("lp", since=b2["last_id"], limit=2, timeout=1)
+    b3 = client.poll_json(lp, since=b2["last_id"], limit=2, timeout=1)
     assert [e["id"] for e in b3["events"]] == ids[4:]
 
 
-def test_default_limit_is_100(broker):
-    ids = [broker.publish("lp", f"m{i}") for i in range(105)]
-    body = broker.poll_json("lp", since=0, timeout=1)
+def test_default_limit_is_100(client, new_topic):
+    lp = new_topic("lp")
+    ids = [client.publish(lp, f"m{i}") for i in range(105)]
+    body = client.poll_json(lp, since=0, timeout=1)
     assert [e["id"] for e in body["events"]] == ids[:100]
     assert body["last_id"] == ids[99]
 
 
 @pytest.mark.parametrize("limit", ["abc", "-1"])
-def test_bad_limit_is_400(broker, limit):
-    assert_json_error(broker.poll("lp", since=0, limit=limit, timeout=1), 400)
+def test_bad_limit_is_400(client, new_topic, limit):
+    lp = new_topic("lp")
+    assert_json_error(client.poll(lp, since=0, limit=limit, timeout=1), 400)
 
 
 @pytest.mark.parametrize("timeout", ["abc", "-1"])
-def test_bad_timeout_is_400(broker, timeout):
-    assert_json_error(broker.get(f"/topics/lp?since=0&transport=poll&timeout={timeout}"), 400)
+def test_bad_timeout_is_400(client, new_topic, timeout):
+    lp = new_topic("lp")
+    assert_json_error(client.get(f"/topics/{lp}?since=0&transport=poll&timeout={timeout}"), 400)
 
 
-def test_consecutive_polls_by_last_id_never_lose_or_repeat_events(broker):
+def test_consecutive_polls_by_last_id_never_lose_or_repeat_events(client, new_topic):
     """A publisher thread publishes 200 events to two topics while a client polls from
     last_id to last_id with small limits."""
-    start = broker.publish("lp/a", "before")
-    pub = Publisher(broker, ["lp/a", "lp/b"], 200)
+    lp = new_topic("lp")
+    start = client.publish(f"{lp}/a", "before")
+    pub = Publisher(client, [f"{lp}/a", f"{lp}/b"], 200)
     pub.start()
     got, since, polls = [], start, 0
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline:
-        body = broker.poll_json(["lp/a", "lp/b"], since=since, limit=7, timeout=1)
+        body = client.poll_json([f"{lp}/a", f"{lp}/b"], since=since, limit=7, timeout=1)
         polls += 1
         got += [e["id"] for e in body["events"]]
         if body["events"]:
@@ -151,42 +164,51 @@ def test_consecutive_polls_by_last_id_never_lose_or_repeat_events(broker):
     assert got == expected
 
 
-def test_response_headers(broker):
-    r = broker.poll("lp", since=0, timeout=1)
+def test_response_headers(client, new_topic):
+    lp = new_topic("lp")
+    r = client.poll(lp, since=0, timeout=1)
     assert r.status == 200
     assert (r.header("Content-Type") or "").startswith("application/json")
     assert "no-cache" in (r.header("Cache-Control") or ""), r.headers
 
 
-def test_held_poll_of_client_that_went_away_does_not_disturb_others(broker):
-    cur = broker.publish("lp", "m0")
+def test_held_poll_of_client_that_went_away_does_not_disturb_others(proto_broker, new_topic):
+    broker, lp = proto_broker, new_topic("lp")
+    cur = broker.publish(lp, "m0")
     s = socket.create_connection(("127.0.0.1", broker.port), timeout=5)
-    s.sendall(f"GET /topics/lp?since={cur}&timeout=20 HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    s.sendall(f"GET /topics/{lp}?since={cur}&timeout=20 HTTP/1.1\r\nHost: t\r\n\r\n".encode())
     time.sleep(0.3)
     s.close()
     time.sleep(0.2)
-    new = broker.publish("lp", "m1")
-    body = broker.poll_json("lp", since=cur, timeout=2)
+    new = broker.publish(lp, "m1")
+    body = broker.poll_json(lp, since=cur, timeout=2)
     assert [e["id"] for e in body["events"]] == [new]
     broker.assert_healthy()
 
 
-def test_poll_timeout_default_is_poll_timeout_flag(broker_factory):
-    b = broker_factory("--poll-timeout", "1")
-    cur = b.publish("lp", "m0")
+@pytest.fixture(scope="module")
+def short_poll(module_broker_factory):
+    return module_broker_factory("--poll-timeout", "1", tls=True)
+
+
+def test_poll_timeout_default_is_poll_timeout_flag(short_poll, connect, new_topic):
+    b = connect(short_poll)
+    lp = new_topic("lp")
+    cur = b.publish(lp, "m0")
     t0 = time.monotonic()
-    body = b.poll_json("lp", since=cur, timeout=None)
+    body = b.poll_json(lp, since=cur, timeout=None)
     assert 0.8 <= time.monotonic() - t0 <= 3.0
     assert body["events"] == [] and body["last_id"] == cur
 
 
-def test_limit_above_1000_is_capped_or_rejected(broker):
-    pubs = [Publisher(broker, "cap", 260, prefix=f"p{k}-") for k in range(4)]
+def test_limit_above_1000_is_capped_or_rejected(client, new_topic):
+    cap = new_topic("cap")
+    pubs = [Publisher(client, cap, 260, prefix=f"p{k}-") for k in range(4)]
     for p in pubs:
         p.start()
     for p in pubs:
         p.finish()
-    r = broker.poll("cap", since=0, limit=5000)
+    r = client.poll(cap, since=0, limit=5000)
     if r.status == 400:
         assert_json_error(r, 400)
         return
@@ -194,11 +216,12 @@ def test_limit_above_1000_is_capped_or_rejected(broker):
     assert len(r.json()["events"]) == 1000, "max 1000 events per poll"
 
 
-def test_last_id_of_a_cursor_past_the_newest_event_loses_nothing_next(broker):
-    ids = [broker.publish("ahead", f"m{i}") for i in range(2)]
-    body = broker.poll_json("ahead", since=int(ids[-1]) + 1000, timeout=1)
+def test_last_id_of_a_cursor_past_the_newest_event_loses_nothing_next(client, new_topic):
+    ahead = new_topic("ahead")
+    ids = [client.publish(ahead, f"m{i}") for i in range(2)]
+    body = client.poll_json(ahead, since=int(ids[-1]) + 1000, timeout=1)
     assert body["events"] == []
-    new = broker.publish("ahead", "next")
-    body2 = broker.poll_json("ahead", since=body["last_id"], timeout=2)
+    new = client.publish(ahead, "next")
+    body2 = client.poll_json(ahead, since=body["last_id"], timeout=2)
     assert [e["id"] for e in body2["events"]] == [new], \
         f"last_id {body['last_id']} of a poll past the newest event skips the next event"

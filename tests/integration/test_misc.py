@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from harness import (TRANSPORTS, BrokerError, HTTPStream, assert_json_error, herald_bin,
-                     herald_cli, metric_samples, metric_values, open_subscriber)
+from harness import (TRANSPORTS, BrokerError, HTTPStream, assert_json_error,
+                     assert_no_sanitizer_report, herald_bin, herald_cli, metric_samples,
+                     metric_values, open_subscriber)
 
 
 def test_healthz_is_200_ok_json(broker):
@@ -215,6 +216,7 @@ def test_bad_config_file_fails_to_start(workdir):
                         os.path.join(workdir, "d"), "--config", cfg],
                        capture_output=True, timeout=10, cwd=workdir)
     assert p.returncode != 0
+    assert_no_sanitizer_report(p.stderr)
 
 
 def test_help_prints_flags_and_exits_0(workdir):
@@ -230,6 +232,7 @@ def test_unknown_flag_fails_to_start(workdir):
     p = subprocess.run([herald_bin(), "--no-such-flag", "--listen", "127.0.0.1:0", "--data",
                         os.path.join(workdir, "d")], capture_output=True, timeout=10, cwd=workdir)
     assert p.returncode != 0
+    assert_no_sanitizer_report(p.stderr)
 
 
 # ---- herald-cli --------------------------------------------------------------------------
@@ -278,6 +281,7 @@ def test_second_broker_on_the_same_data_dir_fails_to_start(broker, workdir):
     p = subprocess.run([herald_bin(), "--listen", "127.0.0.1:0", "--data", broker.data_dir],
                        capture_output=True, timeout=10, cwd=workdir)
     assert p.returncode != 0, p.stdout
+    assert_no_sanitizer_report(p.stderr)
     broker.assert_healthy()
 
 
