@@ -71,6 +71,14 @@ template <typename F> std::uint64_t sum(const std::vector<const LoopMetrics*>& l
     return s;
 }
 
+// One sample of `name` with a single label, summed over every loop.
+template <typename F>
+void labelled(std::string& out, const char* name, const char* key, const char* value,
+              const std::vector<const LoopMetrics*>& loops, F field) {
+    const std::string labels = std::string("{") + key + "=\"" + value + "\"}";
+    line(out, name, labels.c_str(), sum(loops, field));
+}
+
 }  // namespace
 
 std::string render_metrics(const std::vector<const LoopMetrics*>& loops,
@@ -132,34 +140,21 @@ std::string render_metrics(const std::vector<const LoopMetrics*>& loops,
 
     header(out, "herald_subscribers", "gauge", "Active subscribers by transport.");
     for (const proto::Transport t : proto::kAllTransports) {
-        std::string labels = std::string("{transport=\"") + proto::transport_name(t) + "\"}";
-        std::uint64_t v = 0;
-        for (const auto* m : loops) {
-            v += m->subscribers[t].get();
-        }
-        line(out, "herald_subscribers", labels.c_str(), v);
+        labelled(out, "herald_subscribers", "transport", proto::transport_name(t), loops,
+                 [t](const LoopMetrics& m) -> const Counter& { return m.subscribers[t]; });
     }
     header(out, "herald_events_delivered_total", "counter",
            "Events written to subscribers, by transport.");
     for (const proto::Transport t : proto::kAllTransports) {
-        std::string labels = std::string("{transport=\"") + proto::transport_name(t) + "\"}";
-        std::uint64_t v = 0;
-        for (const auto* m : loops) {
-            v += m->delivered[t].get();
-        }
-        line(out, "herald_events_delivered_total", labels.c_str(), v);
+        labelled(out, "herald_events_delivered_total", "transport", proto::transport_name(t), loops,
+                 [t](const LoopMetrics& m) -> const Counter& { return m.delivered[t]; });
     }
-
     header(out, "herald_connections_closed_total", "counter",
            "Client connections closed, by reason.");
     for (std::size_t r = 0; r < LoopMetrics::kCloseReasons; ++r) {
-        std::string labels =
-            std::string("{reason=\"") + close_reason_name(static_cast<CloseReason>(r)) + "\"}";
-        std::uint64_t v = 0;
-        for (const auto* m : loops) {
-            v += m->connections_closed[r].get();
-        }
-        line(out, "herald_connections_closed_total", labels.c_str(), v);
+        labelled(out, "herald_connections_closed_total", "reason",
+                 close_reason_name(static_cast<CloseReason>(r)), loops,
+                 [r](const LoopMetrics& m) -> const Counter& { return m.connections_closed[r]; });
     }
 
     header(out, "herald_events_published_total", "counter", "Events durably appended.");

@@ -1,7 +1,8 @@
 // The WebSocket opening handshake of the pubsub subprotocol: which requests may become a
 // WebSocket (RFC 6455 section 4.2.1; RFC 8441 section 4 for HTTP/2's extended CONNECT) and the
 // Sec-WebSocket-Accept value. Protocol-neutral and free of I/O: the HTTP/1.1 session answers
-// 101 and switches its connection, an HTTP/2 stream would answer 200.
+// 101 and switches its connection, an HTTP/2 stream answers 200 (both through the router's
+// WsSwitch hook).
 #pragma once
 
 #include "broker/config.h"
