@@ -40,6 +40,8 @@ constexpr Flag kFlags[] = {
     {"sse-retry-ms", "MS", "SSE retry: hint (default 2000)"},
     {"sse-padding", "BYTES", "initial SSE padding for buffering proxies (default 0)"},
     {"poll-timeout", "SECONDS", "default long-poll hold time (default 25)"},
+    {"poll-max-bytes", "BYTES",
+     "event bytes in one long-poll answer, past its first event (default 1048576)"},
     {"max-topics", "N", "topics per subscription (default 64)"},
     {"subscriber-queue-bytes", "BYTES",
      "queued bytes per subscriber before it catches up from "
@@ -186,6 +188,8 @@ proto::Status apply(const std::string& key, const std::string& value, Config& c)
         HERALD_NUM(sse_padding, std::size_t, 0, 65536);
     } else if (key == "poll-timeout") {
         HERALD_NUM(poll_timeout_s, double, 0, 120);
+    } else if (key == "poll-max-bytes") {
+        HERALD_NUM(poll_max_bytes, std::size_t, 1024, std::size_t{1} << 30);
     } else if (key == "max-topics") {
         HERALD_NUM(max_topics, std::size_t, 1, 4096);
     } else if (key == "subscriber-queue-bytes") {

@@ -32,6 +32,7 @@ struct Config {
     unsigned sse_retry_ms = 2000;
     std::size_t sse_padding = 0;
     double poll_timeout_s = 25;
+    std::size_t poll_max_bytes = 1 << 20;  // one long-poll answer, past its first event
     std::size_t max_topics = 64;
     std::size_t subscriber_queue_bytes = 1 << 20;
     std::vector<std::string> cors_origins;  // empty: none; "*": any

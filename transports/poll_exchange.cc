@@ -33,9 +33,17 @@ void PollExchange::start() {
     // published from then on is newer than the cursor and reaches this poll.
     ctx_.metrics().subscribers[proto::Transport::kPoll].add();
     counted_ = true;
+    expired_ = options_.timeout_s <= 0;
     if (requested_) {
-        read_history(ctx_, topics_, cursor_, options_.limit);
+        read_history(ctx_, topics_, cursor_, options_.limit, options_.max_bytes);
+    } else if (expired_) {
+        // No cursor and no hold: nothing exists after "now" yet. Answer at the end of the turn.
+        ctx_.at_turn_end(this);
     }
+}
+
+bool PollExchange::fits(std::size_t size) const {
+    return events_.empty() || bytes_ + size <= options_.max_bytes;
 }
 
 void PollExchange::on_history(proto::Result<storage::ReadResult> result) {
@@ -53,14 +61,16 @@ void PollExchange::on_history(proto::Result<storage::ReadResult> result) {
     truncated_ = std::move(result->truncated);
     if (!result->events.empty()) {
         // History wins: live events held meanwhile are newer or the same; the next poll
-        // fetches whatever did not fit.
+        // fetches whatever did not fit. The store bounded the page by count and bytes.
         events_.clear();
+        bytes_ = 0;
         for (const auto& ev : result->events) {
             events_.push_back(
                 broker::make_frame(proto::encode(ev, proto::WireFormat::kPollJson), ev.id));
+            bytes_ += events_.back()->bytes.size();
         }
     }
-    if (!events_.empty() || !truncated_.empty()) {
+    if (!events_.empty() || !truncated_.empty() || expired_) {
         respond();
     }
 }
@@ -73,7 +83,16 @@ void PollExchange::on_event(broker::FrameCache& event) {
     if (!events_.empty() && id <= events_.back()->id) {
         return;
     }
-    events_.push_back(event.get(proto::WireFormat::kPollJson));
+    if (full_) {
+        return;  // an earlier event did not fit: taking a later one would skip it
+    }
+    broker::FramePtr frame = event.get(proto::WireFormat::kPollJson);
+    if (!fits(frame->bytes.size())) {
+        full_ = true;
+        return;
+    }
+    bytes_ += frame->bytes.size();
+    events_.push_back(std::move(frame));
     if (!history_read_in_flight()) {
         // Answer at the end of this turn, so events committed together leave together.
         ctx_.at_turn_end(this);
@@ -81,13 +100,19 @@ void PollExchange::on_event(broker::FrameCache& event) {
 }
 
 void PollExchange::on_turn_end() {
-    if (!events_.empty()) {
+    if (!history_read_in_flight() && (!events_.empty() || expired_)) {
         respond();
     }
 }
 
 void PollExchange::on_tick(std::uint64_t now_ms) {
-    if (!answered_ && now_ms >= deadline_ms_) {
+    if (answered_ || now_ms < deadline_ms_) {
+        return;
+    }
+    // A read in flight may hold events after the cursor: answering before it is done would
+    // tell the client "nothing new" when there is. It answers when the read is done.
+    expired_ = true;
+    if (!history_read_in_flight()) {
         respond();
     }
 }
@@ -98,9 +123,9 @@ void PollExchange::respond() {
     }
     answered_ = true;
     if (history_read_in_flight()) {
-        // Timeout or shutdown before the history answered: the live events held meanwhile may
-        // follow a gap only that read would fill. Answer none; the client polls again from
-        // the same cursor and loses nothing.
+        // Shutdown before the history answered: the live events held meanwhile may follow a
+        // gap only that read would fill. Answer none; the client polls again from the same
+        // cursor and loses nothing.
         events_.clear();
         cancel_history_read();
     }

@@ -1,5 +1,6 @@
 // PollExchange: one long-poll request (RFC 6202, section 2): answers at once when events exist
-// after the cursor, else holds until an event or the timeout.
+// after the cursor, else holds until an event or the timeout. An answer holds at most `limit`
+// events and, past the first, about `max_bytes` of them; last_id says where to go on.
 #pragma once
 
 #include "broker/history_reader.h"
@@ -24,6 +25,7 @@ public:
     struct Options {
         double timeout_s = 25;
         std::size_t limit = 100;
+        std::size_t max_bytes = 1 << 20;  // --poll-max-bytes
     };
     PollExchange(broker::LoopContext& ctx, ResponseSink& sink, std::vector<std::string> topics,
                  std::optional<proto::EventId> cursor, Options options, HeaderList headers);
@@ -39,6 +41,8 @@ private:
     void on_turn_end() override;
     void on_history(proto::Result<storage::ReadResult> result) override;
     void respond();
+    // Whether an event of `size` encoded bytes still fits the answer.
+    bool fits(std::size_t size) const;
 
     broker::LoopContext& ctx_;
     ResponseSink& sink_;
@@ -49,8 +53,13 @@ private:
     HeaderList headers_;
     std::uint64_t deadline_ms_ = 0;
     std::vector<broker::FramePtr> events_;  // JSON objects, ascending ids
+    std::size_t bytes_ = 0;                 // of events_
+    bool full_ = false;                     // a live event did not fit: take no later one
     std::vector<proto::Truncation> truncated_;
     bool answered_ = false;
+    // The hold is over (deadline passed, or ?timeout=0): answer as soon as no history read is
+    // in flight, with or without events.
+    bool expired_ = false;
     bool counted_ = false;  // in the subscribers gauge, from start() on
 };
 

@@ -132,6 +132,7 @@ std::unique_ptr<Exchange> subscribe(broker::LoopContext& ctx, HttpRequest& req, 
         PollExchange::Options o;
         o.timeout_s = cfg.poll_timeout_s;
         o.limit = 100;
+        o.max_bytes = cfg.poll_max_bytes;
         if (const auto* v = req.query_param("timeout")) {
             char* end = nullptr;
             double t = std::strtod(v->c_str(), &end);

@@ -225,3 +225,79 @@ def test_last_id_of_a_cursor_past_the_newest_event_loses_nothing_next(client, ne
     body2 = client.poll_json(ahead, since=body["last_id"], timeout=2)
     assert [e["id"] for e in body2["events"]] == [new], \
         f"last_id {body['last_id']} of a poll past the newest event skips the next event"
+
+
+@pytest.fixture(scope="module")
+def big_poll(module_broker_factory):
+    """A broker whose poll answers are bounded far above the test's data (64 MiB), so a
+    `?timeout=0` poll must wait for a long history read to answer anything."""
+    return module_broker_factory("--poll-max-bytes", str(64 << 20), tls=True)
+
+
+def test_timeout_zero_answers_with_what_exists_after_the_cursor(big_poll, connect, new_topic):
+    # A timeout=0 poll used to be answered by the next 250 ms tick, before its history read
+    # finished: "events":[] while 48 MB of events existed after the cursor.
+    b = connect(big_poll)
+    big = new_topic("big")
+    data = "x" * (500 << 10)
+    ids = [b.publish(big, f"{i}:{data}") for i in range(96)]
+    for attempt in range(3):
+        body = b.poll_json(big, since=0, timeout=0, limit=1000)
+        assert [e["id"] for e in body["events"]] == ids, \
+            f"attempt {attempt}: {len(body['events'])} of {len(ids)} events"
+        assert body["last_id"] == ids[-1]
+
+
+def test_timeout_zero_without_events_answers_empty_with_the_cursor(client, new_topic):
+    lp = new_topic("lp")
+    cur = client.publish(lp, "m0")
+    body = client.poll_json(lp, since=cur, timeout=0)
+    assert body == {"events": [], "last_id": cur}
+    body = client.poll_json(lp, timeout=0)
+    assert body["events"] == [] and body["last_id"] == cur
+
+
+def test_answer_is_bounded_in_bytes_and_last_id_continues(client, new_topic):
+    # An answer was bounded only by ?limit= x --max-body (one poll held ~1 GB); now at most
+    # --poll-max-bytes (1 MiB by default) past its first event.
+    big = new_topic("big")
+    data = "y" * (300 << 10)
+    ids = [client.publish(big, f"{i}:{data}") for i in range(10)]
+    got = []
+    cursor = "0"
+    for _ in range(len(ids)):
+        r = client.poll(big, since=cursor, timeout=0, limit=1000)
+        assert r.status == 200
+        assert len(r.body) <= (1 << 20) + (300 << 10) + 4096, f"answer of {len(r.body)} bytes"
+        body = r.json()
+        assert body["events"], "an answer after a cursor with events has at least one"
+        got += [e["id"] for e in body["events"]]
+        cursor = body["last_id"]
+        if cursor == ids[-1]:
+            break
+    assert got == ids
+    assert len(got) > 3, "the bound must not starve the answer"
+
+
+@pytest.fixture(scope="module")
+def tiny_poll(module_broker_factory):
+    return module_broker_factory("--poll-max-bytes", "1024", tls=True)
+
+
+def test_events_larger_than_the_bound_come_one_per_answer(tiny_poll, connect, new_topic):
+    c = connect(tiny_poll)
+    t = new_topic("one")
+    ids = [c.publish(t, "z" * 5000) for _ in range(3)]
+    body = c.poll_json(t, since=0, timeout=0, limit=1000)
+    assert [e["id"] for e in body["events"]] == ids[:1]
+    body = c.poll_json(t, since=ids[0], timeout=5, limit=1000)
+    assert [e["id"] for e in body["events"]] == ids[1:2]
+    # A held poll: the first live event answers it; the next poll continues after it.
+    held = c.begin("GET", f"/topics/{t}?since={ids[-1]}&timeout=10&limit=1000")
+    time.sleep(0.3)
+    p = connect(tiny_poll)
+    more = [p.publish(t, "w" * 5000) for _ in range(2)]
+    first = held.response().json()
+    assert [e["id"] for e in first["events"]] == more[:1]
+    body = c.poll_json(t, since=first["last_id"], timeout=5, limit=1000)
+    assert [e["id"] for e in body["events"]] == more[1:]
