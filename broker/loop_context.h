@@ -93,8 +93,11 @@ public:
     // in full at the end of the turn.
     void at_turn_end(TurnEndListener* l);
     void forget_turn_end(TurnEndListener* l);
-    // Delivery work is still queued: the loop must poll without blocking.
+    // Delivery work is still queued.
     bool fanout_pending() const { return fanout_.size() > fanout_skipped_; }
+    // Delivery or end-of-turn work is still queued (run_turn_end bounds the rounds it runs, e.g.
+    // of pipelined requests each queuing the next): the loop must poll without blocking.
+    bool work_pending() const { return fanout_pending() || !turn_end_.empty(); }
 
     std::string render_metrics() const;
 

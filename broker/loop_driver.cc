@@ -75,7 +75,7 @@ bool LoopDriver::has_queued_commits() const {
 void LoopDriver::on_turn_end(uv_check_t* h) {
     auto* self = static_cast<LoopDriver*>(h->data);
     self->ctx_.run_turn_end();
-    self->keep_polling_while_fanout_pending();
+    self->keep_polling_while_work_pending();
     if (self->hooks_.after_turn_end) {
         self->hooks_.after_turn_end();
     }
@@ -87,17 +87,17 @@ void LoopDriver::on_before_poll(uv_prepare_t* h) {
     // Delivery slices run after the poll only (on_turn_end): one slice per look at the sockets.
     auto* self = static_cast<LoopDriver*>(h->data);
     self->ctx_.run_turn_end(false);
-    self->keep_polling_while_fanout_pending();
+    self->keep_polling_while_work_pending();
     if (self->hooks_.after_turn_end) {
         self->hooks_.after_turn_end();
     }
 }
 
-void LoopDriver::keep_polling_while_fanout_pending() {
+void LoopDriver::keep_polling_while_work_pending() {
     if (handles_closed_) {
         return;
     }
-    if (ctx_.fanout_pending()) {
+    if (ctx_.work_pending()) {
         // An active idle handle makes the next poll return at once.
         uv_idle_start(&idle_, [](uv_idle_t* /*h*/) {});
     } else {

@@ -16,7 +16,7 @@ namespace herald::broker {
 // delivered to LoopContext::on_commit on the loop thread, one uv_async_t wake-up for however
 // many arrived meanwhile. LoopContext::run_turn_end runs after each poll's I/O callbacks (with a
 // slice of the delivery backlog) and again before the loop blocks (without one); while delivery
-// work waits, an idle handle keeps the poll from blocking.
+// or end-of-turn work waits, an idle handle keeps the poll from blocking.
 //
 // Owned by whoever owns the loop and the context (a server Worker, a test's loop), next to
 // them; the context outlives it. Constructed before the loop runs, on the thread that owns the
@@ -63,7 +63,7 @@ private:
     static void on_async(uv_async_t* h);
     static void on_turn_end(uv_check_t* h);
     static void on_before_poll(uv_prepare_t* h);
-    void keep_polling_while_fanout_pending();
+    void keep_polling_while_work_pending();
 
     LoopContext& ctx_;
     const Hooks hooks_;

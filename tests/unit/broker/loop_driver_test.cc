@@ -232,6 +232,37 @@ TEST_CASE("loop driver: while delivery work waits the loop does not block, and t
     CHECK(env.close_loop() == 0);
 }
 
+TEST_CASE("loop driver: end-of-turn work that queues more beyond one turn's rounds keeps the "
+          "loop from blocking") {
+    // As a pipelined HTTP/1.1 connection does: each answered request parses the next one,
+    // which is answered at the end of the turn, and so on for hundreds of them.
+    LoopEnv env;
+    LoopContext& ctx = env.ctx();
+    constexpr int kN = 500;
+    TurnEnd chain;
+    chain.hook = [&] {
+        if (chain.runs < kN) {
+            ctx.at_turn_end(&chain);
+        }
+    };
+    env.driver().start();
+    ctx.at_turn_end(&chain);
+    uv_run(env.loop(), UV_RUN_NOWAIT);
+    REQUIRE(chain.runs > 0);
+    REQUIRE(chain.runs < kN);  // a turn runs a bounded number of rounds
+    // What is left must not wait for some other wake-up: the next poll returns at once.
+    CHECK(uv_backend_timeout(env.loop()) == 0);
+    for (int turns = 0; chain.runs < kN && turns < kN; ++turns) {
+        CHECK(uv_backend_timeout(env.loop()) == 0);
+        uv_run(env.loop(), UV_RUN_NOWAIT);
+    }
+    CHECK(chain.runs == kN);
+    CHECK_FALSE(ctx.work_pending());
+
+    env.close_handles();
+    CHECK(env.close_loop() == 0);
+}
+
 TEST_CASE("loop driver: closing releases every handle, also from the owner's end-of-turn hook "
           "with delivery work pending") {
     LoopDriver* driver = nullptr;
