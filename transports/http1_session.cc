@@ -74,7 +74,9 @@ struct Http1Callbacks {
 Http1Session::Http1Session(broker::LoopContext& ctx, Connection& conn) : ctx_(ctx), conn_(conn) {
     llhttp_init(&parser_, HTTP_REQUEST, &Http1Callbacks::settings());
     parser_.data = this;
-    set_deadline(ctx_.config().idle_timeout_s);
+    // A new connection gets the request timeout, not the idle one: one that never sends a byte
+    // would otherwise hold its slot (a descriptor) for the whole keep-alive time.
+    set_deadline(ctx_.config().request_timeout_s);
 }
 
 Http1Session::~Http1Session() = default;

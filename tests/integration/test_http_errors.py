@@ -206,6 +206,17 @@ def test_pipelined_requests_are_answered_in_order(broker):
     assert [e["id"] for e in resps[4].json()["events"]] == [first, second]
 
 
+def test_hundreds_of_pipelined_requests_are_answered_without_waiting_for_the_timer(broker):
+    # A loop turn answered about 32 pipelined requests and then slept until the next 250 ms
+    # tick: 1,000 requests took about 8 s. Now the loop keeps going while answers are due.
+    n = 1000
+    res = raw_exchange(broker.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n" * n,
+                       until_responses=n, timeout=30)
+    resps = res.responses()
+    assert len(resps) == n and all(r.status == 200 for r in resps), res
+    assert res.elapsed < 4.0, f"{n} pipelined requests took {res.elapsed:.1f} s"
+
+
 def test_connection_close_request_is_answered_then_closed(broker):
     res = raw_exchange(broker.port,
                        b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
@@ -294,6 +305,21 @@ def test_idle_keep_alive_connection_is_closed_after_idle_timeout(broker_factory)
             rest = b""
         assert rest == b"", rest
         assert 0.5 <= time.monotonic() - t0 <= 4.0
+
+
+def test_new_connection_that_sends_nothing_is_closed_after_request_timeout(broker_factory):
+    # It was kept for the whole --idle-timeout (75 s by default): 19,000 silent connections
+    # filled the process.
+    b = broker_factory("--request-timeout", "1", "--idle-timeout", "60")
+    with socket.create_connection(("127.0.0.1", b.port), timeout=10) as s:
+        t0 = time.monotonic()
+        try:
+            rest = s.recv(100)
+        except ConnectionResetError:
+            rest = b""
+        assert rest == b"", rest
+        assert time.monotonic() - t0 <= 5.0, "closed by the request timeout, not the idle one"
+    b.assert_healthy()
 
 
 def test_broker_keeps_serving_after_a_barrage_of_bad_inputs(broker_factory):
